@@ -1,0 +1,192 @@
+// Wires one daemon together: state source, certificates, HBONE pool and server, proxies, listeners.
+// Components are started in dependency order and closed in reverse.
+import { readFileSync } from 'node:fs';
+import type net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { allowAll, type Authorizer } from './authz/hook.js';
+import type { Config } from './config/config.js';
+import { DEFAULT_TIMEOUTS, type HboneTimeouts } from './hbone/constants.js';
+import { HbonePool } from './hbone/pool.js';
+import { HboneServer } from './hbone/server.js';
+import { CertificateAuthority } from './identity/ca.js';
+import { CertManager } from './identity/cert-manager.js';
+import { EmbeddedCaSource, RemoteCaSource, type CertificateSource } from './identity/source.js';
+import { State } from './model/state.js';
+import { InboundProxy } from './proxy/inbound.js';
+import type { ProxyInputs } from './proxy/inputs.js';
+import { OutboundProxy } from './proxy/outbound.js';
+import { PlainSocketFactory, type SocketFactory } from './proxy/sockets.js';
+import { handleSocksConnection } from './proxy/socks5.js';
+import { ManifestSource } from './sources/manifests.js';
+
+export interface AppDeps {
+  readonly sockets?: SocketFactory;
+  readonly authorizer?: Authorizer;
+  readonly timeouts?: Partial<HboneTimeouts>;
+}
+
+export class App {
+  readonly config: Config;
+  readonly state = new State();
+  readonly certs: CertManager;
+  readonly pool: HbonePool;
+  readonly hbone: HboneServer;
+  readonly inbound: InboundProxy;
+  readonly outbound: OutboundProxy;
+  readonly #logger: Logger;
+  readonly #pi: ProxyInputs;
+  readonly #source: ManifestSource;
+  readonly #hboneListeners = new Map<string, net.Server>();
+  readonly #accepted = new Set<net.Socket>();
+  #socks: net.Server | undefined;
+  #reconciling: Promise<void> = Promise.resolve();
+  #closed = false;
+
+  private constructor(config: Config, logger: Logger, certSource: CertificateSource, deps: AppDeps) {
+    this.config = config;
+    this.#logger = logger;
+    const timeouts = { ...DEFAULT_TIMEOUTS, ...deps.timeouts };
+    const sockets = deps.sockets ?? new PlainSocketFactory();
+    this.certs = new CertManager(certSource, logger.child({ component: 'certs' }));
+    this.pool = new HbonePool({
+      certs: this.certs,
+      dial: (dst, srcIp, signal) => sockets.connect(dst, srcIp, signal),
+      logger: logger.child({ component: 'pool' }),
+      timeouts,
+    });
+    this.#pi = Object.freeze({
+      nodeName: config.nodeName,
+      trustDomain: config.trustDomain,
+      hbonePort: config.hbonePort,
+      timeouts: { ...timeouts, upstreamConnectMs: config.upstreamConnectMs },
+      state: this.state,
+      certs: this.certs,
+      pool: this.pool,
+      sockets,
+      authorizer: deps.authorizer ?? allowAll,
+      logger: logger.child({ component: 'proxy' }),
+    });
+    this.inbound = new InboundProxy(this.#pi);
+    this.outbound = new OutboundProxy(this.#pi, this.inbound);
+    this.hbone = new HboneServer({
+      certs: this.certs,
+      trustDomain: config.trustDomain,
+      logger: logger.child({ component: 'hbone' }),
+      timeouts,
+      identityFor: (ip) => this.inbound.localWorkload(ip)?.identity,
+      onRequest: (req) => this.inbound.handleHbone(req),
+    });
+    this.#source = new ManifestSource({
+      path: config.manifests,
+      state: this.state,
+      trustDomain: config.trustDomain,
+      logger: logger.child({ component: 'manifests' }),
+    });
+  }
+
+  static async start(config: Config, logger: Logger, deps: AppDeps = {}): Promise<App> {
+    const app = new App(config, logger, await certificateSource(config), deps);
+    await app.#start();
+    return app;
+  }
+
+  async #start(): Promise<void> {
+    this.state.on('change', () => this.#onStateChange());
+    await this.#source.start();
+    await this.#reconciling;
+    const socks = this.config.socks5;
+    if (socks !== undefined) {
+      this.#socks = await this.#pi.sockets.listen({ host: socks.host, port: socks.port }, (s) => {
+        this.#track(s);
+        handleSocksConnection(this.#pi, this.outbound, s);
+      });
+      this.#logger.info({ address: `${socks.host}:${(this.#socks.address() as AddressInfo).port}` }, 'socks5 listening');
+    }
+    this.#logger.info({ node: this.config.nodeName, workloads: this.#localWorkloads().length }, 'ztunnel-ts ready');
+  }
+
+  /** Address the SOCKS5 listener is bound to (port 0 in tests resolves here). */
+  get socksAddress(): AddressInfo | undefined {
+    return this.#socks?.address() as AddressInfo | undefined;
+  }
+
+  get manifestErrors(): ManifestSource['errors'] {
+    return this.#source.errors;
+  }
+
+  #localWorkloads(): ReturnType<State['workloadsOnNode']> {
+    return this.state.workloadsOnNode(this.config.nodeName).filter((w) => w.captured);
+  }
+
+  #track(s: net.Socket): void {
+    this.#accepted.add(s);
+    s.once('close', () => this.#accepted.delete(s));
+  }
+
+  #onStateChange(): void {
+    const local = this.#localWorkloads();
+    this.certs.track(new Set(local.map((w) => w.identity)));
+    this.#reconciling = this.#reconciling.then(() => this.#reconcileHboneListeners(new Set(local.map((w) => w.ip))));
+  }
+
+  /** Without eBPF capture, HBONE is served on each local captured pod's own IP:15008. */
+  async #reconcileHboneListeners(ips: Set<string>): Promise<void> {
+    if (this.#closed) return;
+    for (const [ip, server] of this.#hboneListeners) {
+      if (!ips.has(ip)) {
+        server.close();
+        this.#hboneListeners.delete(ip);
+      }
+    }
+    for (const ip of ips) {
+      if (this.#hboneListeners.has(ip)) continue;
+      try {
+        const server = await this.#pi.sockets.listen({ host: ip, port: this.config.hbonePort, pauseOnConnect: true }, (s) => {
+          this.#track(s);
+          void this.hbone.accept(s);
+        });
+        this.#hboneListeners.set(ip, server);
+        this.#logger.debug({ address: `${ip}:${this.config.hbonePort}` }, 'hbone listening');
+      } catch (err) {
+        this.#logger.error({ err: (err as Error).message, ip }, 'cannot serve hbone for workload');
+      }
+    }
+  }
+
+  /** Stops accepting, sends GOAWAY, waits for open connections up to the drain deadline, then cuts the rest. */
+  async drain(deadlineMs = this.config.drainMs): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#logger.info({ deadlineMs, open: this.#accepted.size }, 'draining');
+    await this.#source.close();
+    await this.#reconciling;
+    this.#socks?.close();
+    for (const s of this.#hboneListeners.values()) s.close();
+    this.#hboneListeners.clear();
+    this.hbone.close();
+    this.pool.close();
+    const deadline = Date.now() + deadlineMs;
+    while (this.#accepted.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const cut = this.#accepted.size;
+    for (const s of this.#accepted) s.destroy();
+    this.hbone.destroy();
+    this.pool.destroy();
+    this.inbound.destroy();
+    this.certs.close();
+    this.#logger.info({ cutConnections: cut }, 'drained');
+  }
+}
+
+async function certificateSource(config: Config): Promise<CertificateSource> {
+  if (config.ca.mode === 'embedded') {
+    const ca = await CertificateAuthority.loadOrInit(config.ca.dir, config.trustDomain);
+    return new EmbeddedCaSource(ca, config.certTtlMs);
+  }
+  return new RemoteCaSource({
+    url: config.ca.url,
+    tokenFile: config.ca.tokenFile,
+    rootPem: readFileSync(config.ca.rootFile, 'utf8'),
+    ttlMs: config.certTtlMs,
+  });
+}

@@ -1,0 +1,124 @@
+// `ztunnel-ts ca init | issue | inspect | token | serve`: the built-in CA from the command line.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import type { Command } from 'commander';
+import { CaServer } from '../identity/ca-server.js';
+import { CertificateAuthority, DEFAULT_WORKLOAD_TTL_MS } from '../identity/ca.js';
+import { splitPemCertificates, x509 } from '../identity/keys.js';
+import { uriSans } from '../identity/svid.js';
+import { issueNodeToken } from '../identity/tokens.js';
+import { parseIdentity } from '../model/identity.js';
+import { State } from '../model/state.js';
+import { ManifestSource } from '../sources/manifests.js';
+import { createLogger } from './logger.js';
+import { UsageError } from './usage-error.js';
+
+function positiveSeconds(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag}: expected a positive number of seconds, got "${v}"`);
+  return n;
+}
+
+function describeCert(pem: string): string {
+  const c = new x509.X509Certificate(pem);
+  const lines = [
+    `subject:    ${c.subject || '(empty)'}`,
+    `issuer:     ${c.issuer}`,
+    `serial:     ${c.serialNumber}`,
+    `not before: ${c.notBefore.toISOString()}`,
+    `not after:  ${c.notAfter.toISOString()}`,
+  ];
+  const uris = uriSans(c);
+  if (uris.length > 0) lines.push(`uri sans:   ${uris.join(', ')}`);
+  return lines.join('\n');
+}
+
+export function registerCa(program: Command): void {
+  const ca = program.command('ca').description('the built-in certificate authority');
+
+  ca.command('init')
+    .description('create a root CA in DIR (Istio cacerts layout), or show the one there')
+    .option('--dir <dir>', 'CA state directory', 'certs')
+    .option('--trust-domain <td>', 'trust domain', 'cluster.local')
+    .action(async (o: { dir: string; trustDomain: string }) => {
+      const authority = await CertificateAuthority.loadOrInit(o.dir, o.trustDomain);
+      process.stdout.write(`CA in ${o.dir}\n${describeCert(authority.rootPem)}\n`);
+    });
+
+  ca.command('issue')
+    .description('issue a workload SVID and write <out>.pem and <out>-key.pem')
+    .requiredOption('--identity <spiffe>', 'spiffe://TD/ns/NS/sa/SA')
+    .option('--dir <dir>', 'CA state directory', 'certs')
+    .option('--ttl <seconds>', 'lifetime', String(DEFAULT_WORKLOAD_TTL_MS / 1000))
+    .option('--out <prefix>', 'file name prefix', 'workload')
+    .action(async (o: { identity: string; dir: string; ttl: string; out: string }) => {
+      if (parseIdentity(o.identity) === undefined) {
+        throw new UsageError(`--identity: expected spiffe://TD/ns/NS/sa/SA, got "${o.identity}"`);
+      }
+      const authority = await CertificateAuthority.load(o.dir);
+      const svid = await authority.issue(o.identity, { ttlMs: positiveSeconds(o.ttl, '--ttl') * 1000 });
+      writeFileSync(`${o.out}.pem`, svid.chainPem.join(''));
+      writeFileSync(`${o.out}-key.pem`, svid.keyPem, { mode: 0o600 });
+      process.stdout.write(`wrote ${o.out}.pem and ${o.out}-key.pem\n${describeCert(svid.certPem)}\n`);
+    });
+
+  ca.command('inspect')
+    .description('describe the certificates in a PEM file')
+    .argument('<file>')
+    .action((file: string) => {
+      const certs = splitPemCertificates(readFileSync(file, 'utf8'));
+      if (certs.length === 0) throw new UsageError(`${file}: no PEM certificate found`);
+      process.stdout.write(certs.map(describeCert).join('\n\n') + '\n');
+    });
+
+  ca.command('token')
+    .description('issue a node token (JWT) that `run --ca-token` presents to `ca serve`')
+    .requiredOption('--node <name>', 'node the token speaks for')
+    .option('--dir <dir>', 'CA state directory', 'certs')
+    .option('--ttl <seconds>', 'lifetime', String(365 * 24 * 3600))
+    .option('--out <file>', 'write to this file (mode 0600) instead of stdout')
+    .action(async (o: { node: string; dir: string; ttl: string; out?: string }) => {
+      const authority = await CertificateAuthority.load(o.dir);
+      const token = await issueNodeToken(authority.tokenKey, o.node, positiveSeconds(o.ttl, '--ttl'));
+      if (o.out === undefined) process.stdout.write(`${token}\n`);
+      else writeFileSync(o.out, `${token}\n`, { mode: 0o600 });
+    });
+
+  ca.command('serve')
+    .description('run the CA on its own: HTTPS CSR endpoint with node-restricted issuance')
+    .requiredOption('--manifests <path>', 'the same manifests the daemons read (pods on which node)')
+    .option('--dir <dir>', 'CA state directory', 'certs')
+    .option('--trust-domain <td>', 'trust domain', 'cluster.local')
+    .option('--listen <ip:port>', 'address to serve on', '127.0.0.1:15012')
+    .option('--san <name...>', 'extra DNS names or IPs for the serving certificate')
+    .option('--max-ttl <seconds>', 'longest certificate it will sign', String(DEFAULT_WORKLOAD_TTL_MS / 1000))
+    .option('--log-level <level>', 'log level', 'info')
+    .option('--log-format <fmt>', 'json or pretty', 'json')
+    .action(async (o: { manifests: string; dir: string; trustDomain: string; listen: string; san?: string[]; maxTtl: string; logLevel: string; logFormat: string }) => {
+      const m = /^(.*):(\d+)$/.exec(o.listen);
+      if (m === null || isIP(m[1] ?? '') === 0) throw new UsageError(`--listen: expected IP:PORT, got "${o.listen}"`);
+      if (o.logFormat !== 'json' && o.logFormat !== 'pretty') throw new UsageError(`--log-format: expected json or pretty`);
+      const logger = createLogger(o.logLevel, o.logFormat);
+      const authority = await CertificateAuthority.loadOrInit(o.dir, o.trustDomain);
+      const state = new State();
+      const source = new ManifestSource({ path: o.manifests, state, trustDomain: o.trustDomain, logger: logger.child({ component: 'manifests' }) });
+      await source.start();
+      const server = new CaServer({
+        ca: authority,
+        state,
+        trustDomain: o.trustDomain,
+        logger,
+        host: m[1] as string,
+        port: Number(m[2]),
+        serverNames: o.san ?? [],
+        maxTtlMs: positiveSeconds(o.maxTtl, '--max-ttl') * 1000,
+      });
+      const addr = await server.start();
+      logger.info({ address: `${addr.address}:${addr.port}`, root: `${o.dir}/root-cert.pem` }, 'ca serving');
+      const stop = (): void => {
+        void Promise.all([server.close(), source.close()]).then(() => process.exit(0));
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+    });
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+// ztunnel-ts command line: one file per verb; bad input exits 2 with one line.
+import { Command, CommanderError } from 'commander';
+import { registerCa } from './ca.js';
+import { registerRun } from './run.js';
+import { EXIT_USAGE, isInputError } from './usage-error.js';
+
+const program = new Command('ztunnel-ts')
+  .description('per-node zero-trust L4 tunnel (HBONE over mTLS) for Kubernetes')
+  .exitOverride()
+  .configureOutput({ outputError: (str, write) => write(str.split('\n')[0] + '\n') });
+
+registerRun(program);
+registerCa(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE);
+  }
+  if (isInputError(err)) {
+    process.stderr.write(`ztunnel-ts: ${err.message}\n`);
+    process.exit(EXIT_USAGE);
+  }
+  process.stderr.write(`ztunnel-ts: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,103 @@
+// Daemon settings: every source (flags, environment) ends as one validated, frozen Config.
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { DEFAULT_TRUST_DOMAIN } from '../model/identity.js';
+
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export const DEFAULT_SOCKS5 = { host: '127.0.0.1', port: 15080 } as const;
+
+const hostPort = z.union([z.literal(true), z.string()]).transform((v, ctx) => {
+  if (v === true) return DEFAULT_SOCKS5;
+  const m = /^(.*):(\d{1,5})$/.exec(v);
+  const host = m?.[1]?.replace(/^\[(.*)\]$/, '$1') ?? '';
+  const port = Number(m?.[2]);
+  if (m === null || isIP(host) === 0 || port > 65535) {
+    ctx.addIssue({ code: 'custom', message: `expected IP:PORT, got "${v}"` });
+    return z.NEVER;
+  }
+  return { host, port };
+});
+
+const seconds = (name: string) =>
+  z.coerce.number({ error: `${name} must be a number of seconds` }).positive(`${name} must be positive`);
+
+export const runFlagsSchema = z
+  .object({
+    node: z.string({ error: '--node is required' }).min(1, '--node is required'),
+    manifests: z.string({ error: '--manifests is required' }).min(1),
+    trustDomain: z.string().regex(/^[a-z0-9.-]+$/, 'trust domain must be lowercase letters, digits, dots and dashes').default(DEFAULT_TRUST_DOMAIN),
+    caDir: z.string().min(1).optional(),
+    caUrl: z.url({ protocol: /^https$/, error: '--ca-url must be an https:// URL' }).optional(),
+    caToken: z.string().min(1).optional(),
+    caRoot: z.string().min(1).optional(),
+    certTtl: seconds('--cert-ttl').default(24 * 3600),
+    socks5: hostPort.optional(),
+    hboneListen: z.enum(['workload-ips']).default('workload-ips'),
+    drainSeconds: seconds('--drain-seconds').default(5),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+    logFormat: z.enum(['json', 'pretty']).default('json'),
+  })
+  .superRefine((f, ctx) => {
+    if (f.caUrl !== undefined && f.caDir !== undefined) {
+      ctx.addIssue({ code: 'custom', message: 'use either --ca-dir or --ca-url, not both' });
+    }
+    if (f.caUrl !== undefined && (f.caToken === undefined || f.caRoot === undefined)) {
+      ctx.addIssue({ code: 'custom', message: '--ca-url needs --ca-token FILE and --ca-root FILE' });
+    }
+  });
+
+export type CaConfig =
+  | { readonly mode: 'embedded'; readonly dir: string }
+  | { readonly mode: 'remote'; readonly url: string; readonly tokenFile: string; readonly rootFile: string };
+
+export interface Config {
+  readonly nodeName: string;
+  readonly manifests: string;
+  readonly trustDomain: string;
+  readonly ca: CaConfig;
+  readonly certTtlMs: number;
+  readonly socks5: { readonly host: string; readonly port: number } | undefined;
+  readonly hboneListen: 'workload-ips';
+  readonly hbonePort: number;
+  readonly drainMs: number;
+  readonly upstreamConnectMs: number;
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  readonly logFormat: 'json' | 'pretty';
+}
+
+/** Validates raw flag values; throws ConfigError with one line naming the flag at fault. */
+export function configFromFlags(raw: Record<string, unknown>): Config {
+  const r = runFlagsSchema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const flag = issue?.path[0] === undefined ? '' : `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: `;
+    throw new ConfigError(`${issue?.message.startsWith('--') === true ? '' : flag}${issue?.message ?? 'invalid flags'}`);
+  }
+  const f = r.data;
+  const ca: CaConfig =
+    f.caUrl !== undefined
+      ? { mode: 'remote', url: f.caUrl, tokenFile: f.caToken as string, rootFile: f.caRoot as string }
+      : { mode: 'embedded', dir: f.caDir ?? 'certs' };
+  return Object.freeze({
+    nodeName: f.node,
+    manifests: f.manifests,
+    trustDomain: f.trustDomain,
+    ca,
+    certTtlMs: f.certTtl * 1000,
+    socks5: f.socks5,
+    hboneListen: f.hboneListen,
+    hbonePort: 15008,
+    drainMs: f.drainSeconds * 1000,
+    upstreamConnectMs: 10_000,
+    logLevel: f.logLevel,
+    logFormat: f.logFormat,
+  });
+}

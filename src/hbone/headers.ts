@@ -1,0 +1,58 @@
+// CONNECT request headers as ztunnel sends them, and parsing of what arrives.
+import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
+
+export interface SocketAddress {
+  readonly ip: string;
+  readonly port: number;
+}
+
+export function formatAddress(a: SocketAddress): string {
+  return isIP(a.ip) === 6 ? `[${a.ip}]:${a.port}` : `${a.ip}:${a.port}`;
+}
+
+/** Parses "ip:port" or "[v6]:port"; undefined for anything else (host names are not accepted). */
+export function parseAuthority(authority: string | undefined): SocketAddress | undefined {
+  if (authority === undefined) return undefined;
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(authority);
+  if (m === null) return undefined;
+  const ip = m[1] ?? m[2] ?? '';
+  const port = Number(m[3]);
+  const family = isIP(ip);
+  if (family === 0 || (m[1] !== undefined && family !== 6) || port < 1 || port > 65535) return undefined;
+  return { ip, port };
+}
+
+export interface BaggageFields {
+  readonly namespace?: string;
+  readonly workloadName?: string;
+  readonly canonicalService?: string;
+  readonly canonicalRevision?: string;
+}
+
+export function buildBaggage(b: BaggageFields): string {
+  const parts: string[] = [];
+  if (b.namespace !== undefined) parts.push(`k8s.namespace.name=${b.namespace}`);
+  if (b.workloadName !== undefined) parts.push(`k8s.pod.name=${b.workloadName}`);
+  if (b.canonicalService !== undefined) parts.push(`service.name=${b.canonicalService}`);
+  if (b.canonicalRevision !== undefined) parts.push(`service.version=${b.canonicalRevision}`);
+  return parts.join(',');
+}
+
+export function parseBaggage(header: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of (header ?? '').split(',')) {
+    const eq = part.indexOf('=');
+    if (eq > 0) out[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
+  }
+  return out;
+}
+
+/** W3C traceparent with a fresh trace and span id, not sampled. */
+export function newTraceparent(): string {
+  return `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-00`;
+}
+
+export function forwardedFor(src: SocketAddress): string {
+  return `for="${formatAddress(src)}"`;
+}

@@ -1,0 +1,277 @@
+// HBONE client connection pool.
+//
+// Invariants:
+//  - Sessions are keyed by (source identity, expected destination identities, next hop, source IP); a
+//    session is only ever used for its own key, so a stream never rides a connection authenticated for
+//    another workload.
+//  - At most one new connection per key is being made at a time: a burst of first requests waits for
+//    that one, and a second connection is opened only when the first has no stream slot left.
+//  - A session carries at most maxStreams streams; slots are reserved synchronously before any await.
+//  - A session that received GOAWAY, errored or closed is never handed out again.
+//  - A session with no stream for idleMs is closed.
+import http2 from 'node:http2';
+import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
+import type { Socket } from 'node:net';
+import tls from 'node:tls';
+import type { Logger } from 'pino';
+import type { CertManager } from '../identity/cert-manager.js';
+import { firstSpiffeUri } from '../model/identity.js';
+import {
+  CLIENT_MAX_STREAMS_PER_CONNECTION,
+  CONNECTION_WINDOW_BYTES,
+  MAX_SESSION_MEMORY_MB,
+  STREAM_WINDOW_BYTES,
+  type HboneTimeouts,
+} from './constants.js';
+import { HboneError } from './errors.js';
+import { formatAddress, type SocketAddress } from './headers.js';
+import { keepAlive } from './keepalive.js';
+import { TLS_BASE, tlsCredentials } from './tls.js';
+
+export interface PoolKey {
+  readonly srcIdentity: string;
+  readonly dstIdentities: readonly string[];
+  readonly nextHop: SocketAddress;
+  readonly srcIp: string | undefined;
+}
+
+export function poolKeyString(k: PoolKey): string {
+  return `${k.srcIdentity}|${[...k.dstIdentities].sort().join(',')}|${formatAddress(k.nextHop)}|${k.srcIp ?? '*'}`;
+}
+
+export type Dialer = (dst: SocketAddress, srcIp: string | undefined, signal: AbortSignal) => Promise<Socket>;
+
+export interface HbonePoolOptions {
+  readonly certs: CertManager;
+  readonly dial: Dialer;
+  readonly logger: Logger;
+  readonly timeouts: HboneTimeouts;
+  readonly maxStreamsPerConnection?: number;
+}
+
+export interface ConnectOptions {
+  readonly key: PoolKey;
+  /** :authority, "ip:port" of the final target. */
+  readonly authority: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly signal?: AbortSignal;
+}
+
+interface PooledSession {
+  readonly session: ClientHttp2Session;
+  readonly key: string;
+  active: number;
+  usable: boolean;
+  idleTimer: NodeJS.Timeout | undefined;
+}
+
+export interface PoolStats {
+  readonly connections: number;
+  readonly streams: number;
+}
+
+export class HbonePool {
+  readonly #opts: HbonePoolOptions;
+  readonly #maxStreams: number;
+  readonly #sessions = new Map<string, PooledSession[]>();
+  readonly #connecting = new Map<string, Promise<PooledSession>>();
+  #closed = false;
+
+  constructor(opts: HbonePoolOptions) {
+    this.#opts = opts;
+    this.#maxStreams = opts.maxStreamsPerConnection ?? CLIENT_MAX_STREAMS_PER_CONNECTION;
+  }
+
+  get stats(): PoolStats {
+    let connections = 0;
+    let streams = 0;
+    for (const list of this.#sessions.values()) {
+      for (const s of list) {
+        connections += 1;
+        streams += s.active;
+      }
+    }
+    return { connections, streams };
+  }
+
+  /** Opens a CONNECT stream; resolves once the peer answered 200. */
+  async connect(opts: ConnectOptions): Promise<ClientHttp2Stream> {
+    const signal = opts.signal ?? AbortSignal.timeout(this.#opts.timeouts.connectResponseMs);
+    const pooled = await this.#reserve(opts.key, signal);
+    let stream: ClientHttp2Stream;
+    try {
+      stream = pooled.session.request(
+        { ':method': 'CONNECT', ':authority': opts.authority, ...opts.headers },
+        { endStream: false },
+      );
+    } catch (err) {
+      this.#release(pooled);
+      throw new HboneError('HBONE_SESSION', `hbone request failed: ${(err as Error).message}`, { cause: err });
+    }
+    stream.once('close', () => this.#release(pooled));
+    return this.#awaitResponse(stream, opts, signal);
+  }
+
+  #awaitResponse(stream: ClientHttp2Stream, opts: ConnectOptions, signal: AbortSignal): Promise<ClientHttp2Stream> {
+    const target = `${opts.authority} via ${formatAddress(opts.key.nextHop)}`;
+    return new Promise((resolve, reject) => {
+      const done = (): void => {
+        stream.off('response', onResponse);
+        stream.off('error', onError);
+        stream.off('close', onClose);
+        signal.removeEventListener('abort', onAbort);
+      };
+      const onResponse = (headers: IncomingHttpHeaders): void => {
+        done();
+        const status = Number(headers[':status']);
+        if (status === 200) return resolve(stream);
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        reject(new HboneError('HBONE_CONNECT_STATUS', `hbone ${target} answered ${status}`, { status }));
+      };
+      const onError = (err: Error): void => {
+        done();
+        reject(new HboneError('HBONE_SESSION', `hbone ${target}: ${err.message}`, { cause: err }));
+      };
+      const onClose = (): void => {
+        done();
+        reject(new HboneError('HBONE_SESSION', `hbone ${target}: stream closed before a response`));
+      };
+      const onAbort = (): void => {
+        done();
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        reject(new HboneError('HBONE_TIMEOUT', `hbone ${target}: no response in time`, { cause: signal.reason }));
+      };
+      stream.once('response', onResponse);
+      stream.once('error', onError);
+      stream.once('close', onClose);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  async #reserve(key: PoolKey, signal: AbortSignal): Promise<PooledSession> {
+    const k = poolKeyString(key);
+    for (;;) {
+      if (this.#closed) throw new HboneError('HBONE_POOL_CLOSED', 'hbone pool is closed');
+      const free = this.#sessions.get(k)?.find((s) => s.usable && s.active < this.#maxStreams);
+      if (free !== undefined) {
+        free.active += 1;
+        clearTimeout(free.idleTimer);
+        return free;
+      }
+      const inflight = this.#connecting.get(k);
+      if (inflight !== undefined) {
+        await inflight; // then look again: its slots may already be taken
+        continue;
+      }
+      const p = this.#open(k, key, signal);
+      this.#connecting.set(k, p);
+      try {
+        await p;
+      } finally {
+        this.#connecting.delete(k);
+      }
+    }
+  }
+
+  #release(pooled: PooledSession): void {
+    pooled.active -= 1;
+    if (pooled.active === 0 && pooled.usable) {
+      clearTimeout(pooled.idleTimer);
+      pooled.idleTimer = setTimeout(() => {
+        pooled.usable = false;
+        pooled.session.close();
+      }, this.#opts.timeouts.poolIdleMs);
+      pooled.idleTimer.unref();
+    }
+  }
+
+  async #open(k: string, key: PoolKey, signal: AbortSignal): Promise<PooledSession> {
+    const { certs, dial, logger, timeouts } = this.#opts;
+    const svid = await certs.get(key.srcIdentity);
+    const raw = await dial(key.nextHop, key.srcIp, signal);
+    const expected = new Set(key.dstIdentities);
+    const tlsSocket = tls.connect({
+      socket: raw,
+      ...TLS_BASE,
+      ...tlsCredentials(svid),
+      rejectUnauthorized: true,
+      checkServerIdentity: (_host, cert) => {
+        const got = firstSpiffeUri(cert.subjectaltname);
+        if (got !== undefined && expected.has(got)) return undefined;
+        return new HboneError(
+          'HBONE_IDENTITY_MISMATCH',
+          `server ${formatAddress(key.nextHop)} presented ${got ?? 'no SPIFFE id'}, expected ${[...expected].join(' or ')}`,
+        );
+      },
+    });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => tlsSocket.destroy(new HboneError('HBONE_TIMEOUT', `tls handshake with ${formatAddress(key.nextHop)} timed out`)),
+        timeouts.handshakeMs,
+      );
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        tlsSocket.off('secureConnect', ok);
+        tlsSocket.off('error', fail);
+        tlsSocket.off('close', closed);
+      };
+      const ok = (): void => {
+        cleanup();
+        resolve();
+      };
+      const fail = (err: Error): void => {
+        cleanup();
+        tlsSocket.destroy();
+        reject(err instanceof HboneError ? err : new HboneError('HBONE_TLS', `tls with ${formatAddress(key.nextHop)}: ${err.message}`, { cause: err }));
+      };
+      const closed = (): void => fail(new Error('connection closed during handshake'));
+      tlsSocket.once('secureConnect', ok);
+      tlsSocket.once('error', fail);
+      tlsSocket.once('close', closed);
+    });
+    const session = http2.connect(`https://${formatAddress(key.nextHop)}`, {
+      createConnection: () => tlsSocket,
+      maxSessionMemory: MAX_SESSION_MEMORY_MB,
+      settings: { initialWindowSize: STREAM_WINDOW_BYTES, enablePush: false },
+    });
+    const pooled: PooledSession = { session, key: k, active: 0, usable: true, idleTimer: undefined };
+    const retire = (): void => {
+      pooled.usable = false;
+      clearTimeout(pooled.idleTimer);
+      const list = this.#sessions.get(k)?.filter((s) => s !== pooled) ?? [];
+      if (list.length === 0) this.#sessions.delete(k);
+      else this.#sessions.set(k, list);
+    };
+    session.on('error', (err) => logger.debug({ err: err.message, key: k }, 'hbone client session error'));
+    session.on('goaway', () => {
+      pooled.usable = false;
+    });
+    session.on('close', retire);
+    session.once('connect', () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
+    keepAlive(session, timeouts);
+    const list = this.#sessions.get(k) ?? [];
+    list.push(pooled);
+    this.#sessions.set(k, list);
+    logger.debug({ key: k }, 'hbone connection opened');
+    return pooled;
+  }
+
+  /** Graceful: no new streams; sessions close (GOAWAY) when their streams end. */
+  close(): void {
+    this.#closed = true;
+    for (const list of this.#sessions.values()) {
+      for (const s of list) {
+        s.usable = false;
+        clearTimeout(s.idleTimer);
+        s.session.close();
+      }
+    }
+  }
+
+  destroy(): void {
+    this.close();
+    for (const list of this.#sessions.values()) for (const s of list) s.session.destroy();
+    this.#sessions.clear();
+  }
+}

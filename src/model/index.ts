@@ -1,0 +1,3 @@
+export * from './identity.js';
+export * from './types.js';
+export * from './state.js';

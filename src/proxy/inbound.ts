@@ -1,0 +1,143 @@
+// The inbound side: every path into a local pod (HBONE, plaintext capture, same-node shortcut) goes
+// through open(), which checks the target, asks the authorizer, and connects from the client's IP.
+import http2 from 'node:http2';
+import type net from 'node:net';
+import type { AuthzDecision } from '../authz/hook.js';
+import type { HboneRequest } from '../hbone/server.js';
+import { formatAddress, type SocketAddress } from '../hbone/headers.js';
+import type { Workload } from '../model/types.js';
+import { ConnectionRecord } from '../telemetry/access-log.js';
+import { copyBidirectional, type CopyProgress } from './copy.js';
+import { ProxyError } from './errors.js';
+import type { ProxyInputs } from './inputs.js';
+
+export interface InboundOpen {
+  readonly upstream: net.Socket;
+  readonly workload: Workload;
+  readonly decision: AuthzDecision;
+}
+
+/** HTTP status for each refusal, applied only at the HBONE edge. */
+function statusFor(err: unknown): number {
+  if (err instanceof ProxyError) {
+    if (err.code === 'PROXY_DENIED') return 401;
+    if (err.code === 'PROXY_UNKNOWN_TARGET' || err.code === 'PROXY_UPSTREAM_CONNECT') return 503;
+  }
+  return 503;
+}
+
+export function flagFor(err: unknown): string {
+  if (err instanceof ProxyError) {
+    switch (err.code) {
+      case 'PROXY_DENIED':
+        return 'DENIED';
+      case 'PROXY_UNKNOWN_TARGET':
+        return 'NO_ROUTE';
+      case 'PROXY_UPSTREAM_CONNECT':
+        return 'UPSTREAM_CONNECT';
+      default:
+        return err.code;
+    }
+  }
+  return 'CONNECTION_FAILURE';
+}
+
+export class InboundProxy {
+  readonly #pi: ProxyInputs;
+  readonly #open = new Set<net.Socket>();
+
+  constructor(pi: ProxyInputs) {
+    this.#pi = pi;
+  }
+
+  /** The captured local workload at ip, if any. */
+  localWorkload(ip: string): Workload | undefined {
+    const w = this.#pi.state.workloadByIp(ip);
+    return w !== undefined && w.node === this.#pi.nodeName && w.captured ? w : undefined;
+  }
+
+  /** Checks, authorizes and connects to a local pod from the client's own IP. */
+  async open(src: SocketAddress, srcIdentity: string | undefined, dst: SocketAddress): Promise<InboundOpen> {
+    const { authorizer, sockets, timeouts, logger } = this.#pi;
+    const workload = this.localWorkload(dst.ip);
+    if (workload === undefined) {
+      throw new ProxyError('PROXY_UNKNOWN_TARGET', `no captured workload at ${dst.ip} on node ${this.#pi.nodeName}`);
+    }
+    const decision = authorizer.authorize({ src, dst, srcIdentity, dstWorkload: workload });
+    if (!decision.allow) {
+      logger.warn(
+        { src: formatAddress(src), srcIdentity: srcIdentity ?? null, dst: formatAddress(dst), policy: decision.policy ?? null, reason: decision.reason },
+        'connection denied by policy',
+      );
+      throw new ProxyError('PROXY_DENIED', `denied: ${decision.reason}`);
+    }
+    const upstream = await sockets.connect(dst, src.ip, AbortSignal.timeout(timeouts.upstreamConnectMs));
+    this.#open.add(upstream);
+    upstream.once('close', () => this.#open.delete(upstream));
+    return { upstream, workload, decision };
+  }
+
+  /** Serves one HBONE CONNECT stream: 200 and bytes, or 401/503. */
+  handleHbone(req: HboneRequest): void {
+    const record = new ConnectionRecord(this.#pi.logger, {
+      direction: 'inbound',
+      src: req.src,
+      srcWorkload: this.#pi.state.workloadByIp(req.src.ip),
+      srcIdentity: req.peerIdentity,
+      dst: req.dst,
+      dstIdentity: req.localIdentity,
+      hboneAddr: req.dst,
+    });
+    const progress: CopyProgress = { aToB: 0, bToA: 0 };
+    this.open(req.src, req.peerIdentity, req.dst).then(
+      ({ upstream, workload }) => {
+        record.fields.dstWorkload = workload;
+        if (req.stream.destroyed) {
+          upstream.destroy();
+          record.record({ bytesSent: 0, bytesRecv: 0, error: new Error('client went away'), flag: 'DOWNSTREAM_RESET' });
+          return;
+        }
+        req.stream.respond({ ':status': 200 });
+        copyBidirectional(req.stream, upstream, progress).then(
+          (r) => record.record({ bytesSent: r.bToA, bytesRecv: r.aToB }),
+          (err: Error) => record.record({ bytesSent: progress.bToA, bytesRecv: progress.aToB, error: err, flag: 'CONNECTION_TERMINATED' }),
+        );
+      },
+      (err: Error) => {
+        record.record({ bytesSent: 0, bytesRecv: 0, error: err, flag: flagFor(err) });
+        if (!req.stream.destroyed && !req.stream.headersSent) {
+          req.stream.respond({ ':status': statusFor(err) }, { endStream: true });
+        } else {
+          req.stream.close(http2.constants.NGHTTP2_CANCEL);
+        }
+      },
+    );
+  }
+
+  /** Plaintext from outside the mesh, captured on its way to a local pod (port 15006). */
+  handlePlaintext(client: net.Socket, origDst: SocketAddress): void {
+    client.on('error', () => undefined);
+    const src = { ip: client.remoteAddress ?? '', port: client.remotePort ?? 0 };
+    const record = new ConnectionRecord(this.#pi.logger, { direction: 'inbound', src, srcWorkload: this.#pi.state.workloadByIp(src.ip), dst: origDst });
+    const progress: CopyProgress = { aToB: 0, bToA: 0 };
+    this.open(src, undefined, origDst).then(
+      ({ upstream, workload }) => {
+        record.fields.dstWorkload = workload;
+        record.fields.dstIdentity = workload.identity;
+        client.resume();
+        copyBidirectional(client, upstream, progress).then(
+          (r) => record.record({ bytesSent: r.bToA, bytesRecv: r.aToB }),
+          (err: Error) => record.record({ bytesSent: progress.bToA, bytesRecv: progress.aToB, error: err, flag: 'CONNECTION_TERMINATED' }),
+        );
+      },
+      (err: Error) => {
+        record.record({ bytesSent: 0, bytesRecv: 0, error: err, flag: flagFor(err) });
+        client.resetAndDestroy();
+      },
+    );
+  }
+
+  destroy(): void {
+    for (const s of this.#open) s.destroy();
+  }
+}

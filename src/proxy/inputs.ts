@@ -1,0 +1,21 @@
+// The shared inputs every listener gets (one frozen object built by the app).
+import type { Logger } from 'pino';
+import type { Authorizer } from '../authz/hook.js';
+import type { HboneTimeouts } from '../hbone/constants.js';
+import type { HbonePool } from '../hbone/pool.js';
+import type { CertManager } from '../identity/cert-manager.js';
+import type { State } from '../model/state.js';
+import type { SocketFactory } from './sockets.js';
+
+export interface ProxyInputs {
+  readonly nodeName: string;
+  readonly trustDomain: string;
+  readonly hbonePort: number;
+  readonly timeouts: HboneTimeouts & { readonly upstreamConnectMs: number };
+  readonly state: State;
+  readonly certs: CertManager;
+  readonly pool: HbonePool;
+  readonly sockets: SocketFactory;
+  readonly authorizer: Authorizer;
+  readonly logger: Logger;
+}

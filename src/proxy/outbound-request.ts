@@ -1,0 +1,84 @@
+// The outbound routing decision, made before any I/O: where a captured connection goes and how.
+import type { SocketAddress } from '../hbone/headers.js';
+import type { State } from '../model/state.js';
+import type { Service, Workload } from '../model/types.js';
+
+/** Ports of the daemon itself: connections to them through the capture path are refused (no loops). */
+export const DAEMON_PORTS: ReadonlySet<number> = new Set([15001, 15006, 15008]);
+
+export type OutboundRequest =
+  /** HBONE to the destination's node (the pod IP on port 15008). */
+  | {
+      readonly kind: 'hbone';
+      readonly target: SocketAddress;
+      readonly nextHop: SocketAddress;
+      readonly dstIdentities: readonly string[];
+      readonly dstWorkload: Workload;
+      readonly service: Service | undefined;
+    }
+  /** Captured destination on this node: handed to the inbound side in-process. */
+  | { readonly kind: 'local'; readonly target: SocketAddress; readonly dstWorkload: Workload; readonly service: Service | undefined }
+  /** Plain TCP: destination not in the mesh, or not known at all (passthrough). */
+  | {
+      readonly kind: 'tcp';
+      readonly target: SocketAddress;
+      readonly dstWorkload: Workload | undefined;
+      readonly service: Service | undefined;
+    }
+  | { readonly kind: 'reject'; readonly reason: string; readonly flag: 'NO_HEALTHY_UPSTREAM' | 'RECURSION' | 'NO_SERVICE_PORT' };
+
+export interface OutboundContext {
+  readonly state: State;
+  readonly nodeName: string;
+  readonly hbonePort: number;
+  /** Chooses among endpoints; random by default. */
+  readonly pick?: <T>(items: readonly T[]) => T;
+}
+
+const randomPick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)] as T;
+
+export function buildOutboundRequest(ctx: OutboundContext, src: Workload, dst: SocketAddress): OutboundRequest {
+  const nodeIp = ctx.state.node(ctx.nodeName)?.ip;
+  if (DAEMON_PORTS.has(dst.port) && (dst.ip === nodeIp || dst.ip === src.ip)) {
+    return { kind: 'reject', reason: `destination ${dst.ip}:${dst.port} is the daemon itself`, flag: 'RECURSION' };
+  }
+  const service = ctx.state.serviceByVip(dst.ip);
+  if (service !== undefined) return viaService(ctx, service, dst);
+  const workload = ctx.state.workloadByIp(dst.ip);
+  return toWorkload(ctx, workload, dst, undefined);
+}
+
+function viaService(ctx: OutboundContext, service: Service, dst: SocketAddress): OutboundRequest {
+  const port = service.ports.find((p) => p.port === dst.port);
+  if (port === undefined) {
+    return { kind: 'reject', reason: `service ${service.uid} has no port ${dst.port}`, flag: 'NO_SERVICE_PORT' };
+  }
+  const candidates: { w: Workload; port: number }[] = [];
+  for (const w of ctx.state.endpointsOf(service)) {
+    const target = typeof port.targetPort === 'number' ? port.targetPort : w.namedPorts[port.targetPort];
+    if (target !== undefined) candidates.push({ w, port: target });
+  }
+  if (candidates.length === 0) {
+    return { kind: 'reject', reason: `service ${service.uid} has no endpoints`, flag: 'NO_HEALTHY_UPSTREAM' };
+  }
+  const chosen = (ctx.pick ?? randomPick)(candidates);
+  return toWorkload(ctx, chosen.w, { ip: chosen.w.ip, port: chosen.port }, service);
+}
+
+function toWorkload(
+  ctx: OutboundContext,
+  workload: Workload | undefined,
+  target: SocketAddress,
+  service: Service | undefined,
+): OutboundRequest {
+  if (workload === undefined || !workload.captured) return { kind: 'tcp', target, dstWorkload: workload, service };
+  if (workload.node === ctx.nodeName) return { kind: 'local', target, dstWorkload: workload, service };
+  return {
+    kind: 'hbone',
+    target,
+    nextHop: { ip: workload.ip, port: ctx.hbonePort },
+    dstIdentities: [workload.identity],
+    dstWorkload: workload,
+    service,
+  };
+}

@@ -1,0 +1,118 @@
+// The outbound side: a captured connection from a local pod is routed (decision first, then I/O) to
+// HBONE on the destination's node, the in-process inbound side, or plain TCP.
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { buildBaggage, forwardedFor, formatAddress, newTraceparent, type SocketAddress } from '../hbone/headers.js';
+import { HboneError } from '../hbone/errors.js';
+import type { Workload } from '../model/types.js';
+import { ConnectionRecord } from '../telemetry/access-log.js';
+import { copyBidirectional, type CopyProgress } from './copy.js';
+import { ProxyError } from './errors.js';
+import { flagFor, type InboundProxy } from './inbound.js';
+import type { ProxyInputs } from './inputs.js';
+import { buildOutboundRequest, type OutboundRequest } from './outbound-request.js';
+
+export interface OutboundHooks {
+  /** Called once the far side accepted; SOCKS5 sends its success reply here. */
+  readonly onEstablished?: () => void;
+  /** Called instead when the connection could not be made. */
+  readonly onFailed?: (err: Error, flag: string) => void;
+  /** Refuse sources that are not captured local workloads (SOCKS5) instead of passing them through. */
+  readonly strictSource?: boolean;
+}
+
+export class OutboundProxy {
+  readonly #pi: ProxyInputs;
+  readonly #inbound: InboundProxy;
+
+  constructor(pi: ProxyInputs, inbound: InboundProxy) {
+    this.#pi = pi;
+    this.#inbound = inbound;
+  }
+
+  /** The captured local workload sending from ip, if any. */
+  sourceWorkload(ip: string): Workload | undefined {
+    const w = this.#pi.state.workloadByIp(ip);
+    return w !== undefined && w.node === this.#pi.nodeName && w.captured ? w : undefined;
+  }
+
+  handle(client: net.Socket, src: SocketAddress, dst: SocketAddress, hooks: OutboundHooks = {}): void {
+    client.on('error', () => undefined);
+    const source = this.sourceWorkload(src.ip);
+    const record = new ConnectionRecord(this.#pi.logger, {
+      direction: 'outbound',
+      src,
+      srcWorkload: source,
+      srcIdentity: source?.identity,
+      dst,
+    });
+    const fail = (err: Error, flag: string): void => {
+      record.record({ bytesSent: 0, bytesRecv: 0, error: err, flag });
+      if (hooks.onFailed !== undefined) hooks.onFailed(err, flag);
+      else client.resetAndDestroy();
+    };
+    let req: OutboundRequest;
+    if (source === undefined) {
+      if (hooks.strictSource === true) {
+        return fail(new ProxyError('PROXY_UNKNOWN_SOURCE', `${src.ip} is not a captured workload on node ${this.#pi.nodeName}`), 'UNKNOWN_SOURCE');
+      }
+      req = { kind: 'tcp', target: dst, dstWorkload: this.#pi.state.workloadByIp(dst.ip), service: undefined };
+    } else {
+      req = buildOutboundRequest(this.#pi, source, dst);
+    }
+    if (req.kind === 'reject') return fail(new ProxyError('PROXY_NO_ENDPOINTS', req.reason), req.flag);
+    record.fields.dst = req.target;
+    record.fields.dstWorkload = req.dstWorkload;
+    record.fields.dstIdentity = req.kind === 'tcp' ? undefined : req.dstWorkload.identity;
+    record.fields.dstService = req.service?.uid;
+    if (req.kind === 'hbone') record.fields.hboneAddr = req.nextHop;
+
+    this.#open(req, source, src).then(
+      (upstream) => {
+        hooks.onEstablished?.();
+        client.resume();
+        const progress: CopyProgress = { aToB: 0, bToA: 0 };
+        copyBidirectional(client, upstream, progress).then(
+          (r) => record.record({ bytesSent: r.aToB, bytesRecv: r.bToA }),
+          (err: Error) => record.record({ bytesSent: progress.aToB, bytesRecv: progress.bToA, error: err, flag: 'CONNECTION_TERMINATED' }),
+        );
+      },
+      (err: Error) => fail(err, outboundFlag(err)),
+    );
+  }
+
+  async #open(req: Exclude<OutboundRequest, { kind: 'reject' }>, source: Workload | undefined, src: SocketAddress): Promise<Duplex> {
+    const { pool, sockets, timeouts } = this.#pi;
+    switch (req.kind) {
+      case 'tcp':
+        return sockets.connect(req.target, src.ip, AbortSignal.timeout(timeouts.upstreamConnectMs));
+      case 'local':
+        return (await this.#inbound.open(src, source?.identity, req.target)).upstream;
+      case 'hbone': {
+        const s = source as Workload;
+        return pool.connect({
+          key: { srcIdentity: s.identity, dstIdentities: req.dstIdentities, nextHop: req.nextHop, srcIp: src.ip },
+          authority: formatAddress(req.target),
+          headers: {
+            forwarded: forwardedFor(src),
+            baggage: buildBaggage({
+              namespace: s.namespace,
+              workloadName: s.name,
+              canonicalService: s.labels['service.istio.io/canonical-name'] ?? s.labels['app'] ?? s.name,
+              canonicalRevision: s.labels['service.istio.io/canonical-revision'] ?? s.labels['version'] ?? 'latest',
+            }),
+            traceparent: newTraceparent(),
+          },
+        });
+      }
+    }
+  }
+}
+
+function outboundFlag(err: Error): string {
+  if (err instanceof HboneError) {
+    if (err.code === 'HBONE_CONNECT_STATUS') return err.status === 401 ? 'DENIED' : `UPSTREAM_${err.status ?? 0}`;
+    return err.code;
+  }
+  return flagFor(err);
+}

@@ -1,0 +1,132 @@
+// The subset of Kubernetes objects the daemon reads, validated so that a bad value is reported with its
+// field path instead of surfacing later as a broken connection.
+import { isIP } from 'node:net';
+import { z } from 'zod';
+
+const labels = z.record(z.string(), z.string());
+const ip = z.string().refine((v) => isIP(v) !== 0, { message: 'not an IP address' });
+const port = z.number().int().min(1).max(65535);
+
+const metadata = z.object({
+  name: z.string().min(1),
+  namespace: z.string().min(1).optional(),
+  labels: labels.optional(),
+  annotations: labels.optional(),
+});
+
+export const namespaceSchema = z.object({
+  apiVersion: z.literal('v1'),
+  kind: z.literal('Namespace'),
+  metadata,
+});
+
+export const podSchema = z.object({
+  apiVersion: z.literal('v1'),
+  kind: z.literal('Pod'),
+  metadata,
+  spec: z.object({
+    nodeName: z.string().min(1).optional(),
+    serviceAccountName: z.string().min(1).optional(),
+    hostNetwork: z.boolean().optional(),
+    containers: z
+      .array(
+        z.object({
+          name: z.string(),
+          ports: z.array(z.object({ name: z.string().optional(), containerPort: port })).optional(),
+        }),
+      )
+      .optional(),
+  }),
+  status: z.object({ podIP: ip.optional() }).optional(),
+});
+
+export const serviceSchema = z.object({
+  apiVersion: z.literal('v1'),
+  kind: z.literal('Service'),
+  metadata,
+  spec: z.object({
+    clusterIP: z.union([ip, z.literal('None')]).optional(),
+    selector: labels.optional(),
+    ports: z
+      .array(
+        z.object({
+          name: z.string().optional(),
+          port,
+          targetPort: z.union([port, z.string().min(1)]).optional(),
+          protocol: z.enum(['TCP', 'UDP', 'SCTP']).optional(),
+        }),
+      )
+      .min(1),
+  }),
+});
+
+export const nodeSchema = z.object({
+  apiVersion: z.literal('v1'),
+  kind: z.literal('Node'),
+  metadata,
+  status: z
+    .object({ addresses: z.array(z.object({ type: z.string(), address: z.string() })).optional() })
+    .optional(),
+});
+
+/** Policies are stored as written; src/authz validates and translates their spec. */
+export const authorizationPolicySchema = z.looseObject({
+  apiVersion: z.enum(['security.istio.io/v1', 'security.istio.io/v1beta1']),
+  kind: z.literal('AuthorizationPolicy'),
+  metadata,
+  spec: z.record(z.string(), z.unknown()).nullish(),
+});
+
+export type NamespaceObject = z.infer<typeof namespaceSchema>;
+export type PodObject = z.infer<typeof podSchema>;
+export type ServiceObject = z.infer<typeof serviceSchema>;
+export type NodeObject = z.infer<typeof nodeSchema>;
+export type AuthorizationPolicyObject = z.infer<typeof authorizationPolicySchema>;
+
+export type KubeObject = NamespaceObject | PodObject | ServiceObject | NodeObject | AuthorizationPolicyObject;
+
+const schemas = {
+  Namespace: namespaceSchema,
+  Pod: podSchema,
+  Service: serviceSchema,
+  Node: nodeSchema,
+  AuthorizationPolicy: authorizationPolicySchema,
+} as const;
+
+export type KnownKind = keyof typeof schemas;
+
+export function isKnownKind(kind: unknown): kind is KnownKind {
+  return typeof kind === 'string' && Object.hasOwn(schemas, kind);
+}
+
+export type ValidationResult = { ok: true; object: KubeObject } | { ok: false; field: string; message: string };
+
+/** Validates one object of a known kind; on failure gives the first bad field as a dotted path. */
+export function validateObject(kind: KnownKind, raw: unknown): ValidationResult {
+  const result = schemas[kind].safeParse(raw);
+  if (result.success) return { ok: true, object: result.data as KubeObject };
+  const issue = result.error.issues[0];
+  return {
+    ok: false,
+    field: issue === undefined ? '' : formatPath(issue.path),
+    message: issue?.message ?? 'invalid object',
+  };
+}
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else out += out === '' ? String(p) : `.${String(p)}`;
+  }
+  return out;
+}
+
+/** "Kind namespace/name" for messages, from whatever the raw object has. */
+export function describeObject(raw: unknown): string {
+  const o = (raw ?? {}) as { kind?: unknown; metadata?: { name?: unknown; namespace?: unknown } };
+  const kind = typeof o.kind === 'string' ? o.kind : 'object';
+  const name = typeof o.metadata?.name === 'string' ? o.metadata.name : '<unnamed>';
+  const ns = typeof o.metadata?.namespace === 'string' ? `${o.metadata.namespace}/` : '';
+  return `${kind} ${ns}${name}`;
+}

@@ -1,0 +1,96 @@
+// The command line as a person uses it: exit codes, the CA verbs, and daemons fed by `ca serve`.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import t from 'tap';
+import { CLI, startProcess } from '../../src/demo/processes.js';
+import { exchange, meshManifests, podIp, startEcho } from '../helpers/loopback.js';
+import { SocksClient } from 'socks';
+
+const run = promisify(execFile);
+const plan = { net: 208 };
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await run(process.execPath, [CLI, ...args]);
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+t.test('bad flags and config values: one clear line, exit code 2', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['run', '--node', 'n1'], /--manifests/],
+    [['run', '--node', 'n1', '--manifests', '/does/not/exist'], /\/does\/not\/exist: no such file or directory/],
+    [['run', '--node', 'n1', '--manifests', '/tmp', '--socks5', 'localhost'], /--socks5: expected IP:PORT/],
+    [['run', '--node', 'n1', '--manifests', '/tmp', '--ca-url', 'https://127.0.0.1:15012'], /--ca-url needs --ca-token FILE and --ca-root FILE/],
+    [['run', '--node', 'n1', '--manifests', '/tmp', '--drain-seconds', 'soon'], /--drain-seconds must be a number/],
+    [['ca', 'issue', '--identity', 'web'], /--identity: expected spiffe:/],
+    [['nonsense'], /unknown command/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await cli(args);
+    t.equal(r.code, 2, args.join(' '));
+    t.match(r.stderr, re);
+    t.equal(r.stderr.trim().split('\n').length, 1, 'one line');
+  }
+});
+
+t.test('ca init, issue and inspect', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ztunnel-ts-cli-'));
+  const init = await cli(['ca', 'init', '--dir', join(dir, 'ca')]);
+  t.equal(init.code, 0, init.stderr);
+  const issued = await cli(['ca', 'issue', '--dir', join(dir, 'ca'), '--identity', 'spiffe://cluster.local/ns/app/sa/web', '--ttl', '3600', '--out', join(dir, 'web')]);
+  t.equal(issued.code, 0, issued.stderr);
+  const inspect = await cli(['ca', 'inspect', join(dir, 'web.pem')]);
+  t.match(inspect.stdout, /uri sans:\s+spiffe:\/\/cluster\.local\/ns\/app\/sa\/web/);
+  t.match(readFileSync(join(dir, 'web-key.pem'), 'utf8'), /BEGIN PRIVATE KEY/);
+});
+
+t.test('standalone CA + two daemons as processes; SIGTERM drains and exits 0', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ztunnel-ts-cli-'));
+  const manifests = join(dir, 'mesh.yaml');
+  writeFileSync(manifests, meshManifests(plan));
+  const caDir = join(dir, 'ca');
+  t.equal((await cli(['ca', 'init', '--dir', caDir])).code, 0);
+  for (const node of ['node-1', 'node-2']) {
+    t.equal((await cli(['ca', 'token', '--dir', caDir, '--node', node, '--out', join(dir, `${node}.jwt`)])).code, 0);
+  }
+  const ca = startProcess('ca', ['ca', 'serve', '--dir', caDir, '--manifests', manifests, '--listen', '127.208.0.1:15012']);
+  t.teardown(() => ca.stop());
+  await ca.waitFor((l) => l['msg'] === 'ca serving');
+  const daemon = (node: string, socks: string) =>
+    startProcess(node, [
+      'run', '--node', node, '--manifests', manifests,
+      '--ca-url', 'https://127.208.0.1:15012', '--ca-token', join(dir, `${node}.jwt`), '--ca-root', join(caDir, 'root-cert.pem'),
+      '--socks5', socks, '--drain-seconds', '2',
+    ]);
+  const n1 = daemon('node-1', '127.208.1.254:15080');
+  const n2 = daemon('node-2', '127.208.2.254:15080');
+  t.teardown(() => Promise.all([n1.stop('SIGKILL'), n2.stop('SIGKILL')]));
+  await Promise.all([n1.waitFor((l) => l['msg'] === 'ztunnel-ts ready'), n2.waitFor((l) => l['msg'] === 'ztunnel-ts ready')]);
+  await n2.waitFor((l) => l['msg'] === 'workload certificate issued');
+  const echo = await startEcho(podIp(plan, 2, 1));
+  t.teardown(() => echo.close());
+
+  const { socket } = await SocksClient.createConnection({
+    proxy: { host: '127.208.1.254', port: 15080, type: 5 },
+    command: 'connect',
+    destination: { host: podIp(plan, 2, 1), port: 8080 },
+    socket_options: { localAddress: podIp(plan, 1, 1), host: '127.208.1.254', port: 15080 },
+  });
+  t.equal(String(await exchange(socket, Buffer.from('through two processes'))), 'through two processes');
+  const inbound = await n2.waitFor((l) => l['msg'] === 'connection complete' && l['direction'] === 'inbound');
+  t.equal(inbound['src.identity'], 'spiffe://cluster.local/ns/app/sa/client');
+  t.equal(inbound['dst.identity'], 'spiffe://cluster.local/ns/app/sa/echo');
+
+  const refusedLog = ca.lines.find((l) => String(l['msg']).startsWith('ca refused'));
+  t.equal(refusedLog, undefined, 'each daemon asked only for its own pods');
+
+  t.equal(await n1.stop('SIGTERM'), 0, 'node-1 exits 0 after draining');
+  t.ok(n1.lines.some((l) => l['msg'] === 'drained'));
+});
