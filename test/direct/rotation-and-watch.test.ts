@@ -9,7 +9,11 @@ const CLIENT = 'spiffe://cluster.local/ns/app/sa/client';
 
 function roundTrip(s: net.Socket, text: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    s.once('data', (c: Buffer) => resolve(String(c)));
+    const onData = (c: Buffer): void => {
+      s.off('error', reject);
+      resolve(String(c));
+    };
+    s.once('data', onData);
     s.once('error', reject);
     s.write(text);
   });
