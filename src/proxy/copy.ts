@@ -1,5 +1,11 @@
 // Bidirectional byte copy between two duplex streams: backpressure through pipe(), half-close honoured
-// (an end in one direction ends only that direction), any error or reset tears down both sides.
+// (an end in one direction ends only that direction), and any error or reset on one side resets the
+// other (TCP RST, or RST_STREAM CANCEL for an HTTP/2 stream).
+//
+// Node delivers a received RST_STREAM as 'end' first and 'aborted' later, so a reset HTTP/2 stream
+// reaches the TCP side as a FIN followed by a RST; a peer that only reads sees the FIN.
+import { constants as h2 } from 'node:http2';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 export interface CopyResult {
@@ -13,6 +19,18 @@ export interface CopyProgress {
   bToA: number;
 }
 
+/** Tears a side down so that its peer sees a failure, not a clean end. */
+function reset(side: Duplex): void {
+  if (side.destroyed) return;
+  if (side instanceof Socket && !side.writableEnded) {
+    side.resetAndDestroy();
+    return;
+  }
+  const stream = side as Duplex & { close?: (code: number) => void };
+  if (!(side instanceof Socket) && typeof stream.close === 'function') stream.close(h2.NGHTTP2_CANCEL);
+  else side.destroy();
+}
+
 export function copyBidirectional(a: Duplex, b: Duplex, progress: CopyProgress = { aToB: 0, bToA: 0 }): Promise<CopyResult> {
   return new Promise((resolve, reject) => {
     let pending = 2;
@@ -21,8 +39,8 @@ export function copyBidirectional(a: Duplex, b: Duplex, progress: CopyProgress =
       if (settled) return;
       if (err !== undefined) {
         settled = true;
-        a.destroy();
-        b.destroy();
+        reset(a);
+        reset(b);
         reject(err);
         return;
       }
@@ -47,8 +65,13 @@ export function copyBidirectional(a: Duplex, b: Duplex, progress: CopyProgress =
     };
     const onError = (err: Error): void => finish(err);
     const onClose = (side: Duplex) => (): void => {
-      // A side that closes while the other direction still had work is a reset, not a clean end.
-      if (!settled && (!side.readableEnded || !side.writableFinished)) finish(new Error('connection reset'));
+      // A side that closes while a direction still had work is a reset, not a clean end. An HTTP/2 stream
+      // cut by RST_STREAM reports both directions finished, so its reset code decides.
+      const rstCode = (side as Duplex & { rstCode?: number }).rstCode;
+      const wasReset = rstCode !== undefined && rstCode !== h2.NGHTTP2_NO_ERROR;
+      if (!settled && (wasReset || !side.readableEnded || !side.writableFinished)) {
+        finish(new Error(wasReset ? `stream reset (code ${rstCode})` : 'connection reset'));
+      }
     };
     a.on('error', onError);
     b.on('error', onError);
