@@ -4,7 +4,8 @@ import { readFileSync } from 'node:fs';
 import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { allowAll, type Authorizer } from './authz/hook.js';
+import { PolicyEngine } from './authz/engine.js';
+import type { Authorizer } from './authz/hook.js';
 import type { Config } from './config/config.js';
 import { DEFAULT_TIMEOUTS, type HboneTimeouts } from './hbone/constants.js';
 import { HbonePool } from './hbone/pool.js';
@@ -64,7 +65,7 @@ export class App {
       certs: this.certs,
       pool: this.pool,
       sockets,
-      authorizer: deps.authorizer ?? allowAll,
+      authorizer: deps.authorizer ?? new PolicyEngine({ state: this.state, rootNamespace: config.rootNamespace, logger: logger.child({ component: 'authz' }) }),
       logger: logger.child({ component: 'proxy' }),
     });
     this.inbound = new InboundProxy(this.#pi);
@@ -125,6 +126,8 @@ export class App {
   }
 
   #onStateChange(): void {
+    // The policy engine listens first (it was created before this listener), so this sees new policies.
+    this.inbound.reauthorize();
     const local = this.#localWorkloads();
     this.certs.track(new Set(local.map((w) => w.identity)));
     this.#reconciling = this.#reconciling.then(() => this.#reconcileHboneListeners(new Set(local.map((w) => w.ip))));

@@ -20,7 +20,3 @@ export interface AuthzDecision {
 export interface Authorizer {
   authorize(req: AuthzRequest): AuthzDecision;
 }
-
-export const allowAll: Authorizer = {
-  authorize: () => ({ allow: true, policy: undefined, reason: 'no authorization policy engine configured' }),
-};

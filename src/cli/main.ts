@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // ztunnel-ts command line: one file per verb; bad input exits 2 with one line.
 import { Command, CommanderError } from 'commander';
+import { registerAuthz } from './authz.js';
 import { registerCa } from './ca.js';
 import { registerRun } from './run.js';
 import { EXIT_USAGE, isInputError } from './usage-error.js';
@@ -12,6 +13,7 @@ const program = new Command('ztunnel-ts')
 
 registerRun(program);
 registerCa(program);
+registerAuthz(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -11,6 +11,7 @@ export function registerRun(program: Command): void {
     .requiredOption('--node <name>', 'this node, as pods name it in spec.nodeName')
     .requiredOption('--manifests <path>', 'Kubernetes YAML file or directory (watched)')
     .option('--trust-domain <td>', 'SPIFFE trust domain', 'cluster.local')
+    .option('--root-namespace <ns>', 'AuthorizationPolicies here without a selector apply mesh-wide', 'istio-system')
     .option('--ca-dir <dir>', 'embedded CA state in Istio cacerts layout (default: certs)')
     .option('--ca-url <url>', 'standalone CA (ztunnel-ts ca serve), e.g. https://127.0.0.1:15012')
     .option('--ca-token <file>', 'node token for --ca-url')

@@ -33,6 +33,7 @@ export const runFlagsSchema = z
   .object({
     node: z.string({ error: '--node is required' }).min(1, '--node is required'),
     manifests: z.string({ error: '--manifests is required' }).min(1),
+    rootNamespace: z.string().regex(/^[a-z0-9-]+$/, 'root namespace must be a Kubernetes namespace name').default('istio-system'),
     trustDomain: z.string().regex(/^[a-z0-9.-]+$/, 'trust domain must be lowercase letters, digits, dots and dashes').default(DEFAULT_TRUST_DOMAIN),
     caDir: z.string().min(1).optional(),
     caUrl: z.url({ protocol: /^https$/, error: '--ca-url must be an https:// URL' }).optional(),
@@ -62,6 +63,8 @@ export interface Config {
   readonly nodeName: string;
   readonly manifests: string;
   readonly trustDomain: string;
+  /** Policies here without a selector apply mesh-wide. */
+  readonly rootNamespace: string;
   readonly ca: CaConfig;
   readonly certTtlMs: number;
   readonly socks5: { readonly host: string; readonly port: number } | undefined;
@@ -90,6 +93,7 @@ export function configFromFlags(raw: Record<string, unknown>): Config {
     nodeName: f.node,
     manifests: f.manifests,
     trustDomain: f.trustDomain,
+    rootNamespace: f.rootNamespace,
     ca,
     certTtlMs: f.certTtl * 1000,
     socks5: f.socks5,

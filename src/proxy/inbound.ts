@@ -2,7 +2,7 @@
 // through open(), which checks the target, asks the authorizer, and connects from the client's IP.
 import http2 from 'node:http2';
 import type net from 'node:net';
-import type { AuthzDecision } from '../authz/hook.js';
+import type { AuthzDecision, AuthzRequest } from '../authz/hook.js';
 import type { HboneRequest } from '../hbone/server.js';
 import { formatAddress, type SocketAddress } from '../hbone/headers.js';
 import type { Workload } from '../model/types.js';
@@ -44,7 +44,8 @@ export function flagFor(err: unknown): string {
 
 export class InboundProxy {
   readonly #pi: ProxyInputs;
-  readonly #open = new Set<net.Socket>();
+  /** Open upstream connections and the request they were authorized for, for re-evaluation. */
+  readonly #open = new Map<net.Socket, AuthzRequest>();
 
   constructor(pi: ProxyInputs) {
     this.#pi = pi;
@@ -63,7 +64,8 @@ export class InboundProxy {
     if (workload === undefined) {
       throw new ProxyError('PROXY_UNKNOWN_TARGET', `no captured workload at ${dst.ip} on node ${this.#pi.nodeName}`);
     }
-    const decision = authorizer.authorize({ src, dst, srcIdentity, dstWorkload: workload });
+    const request: AuthzRequest = { src, dst, srcIdentity, dstWorkload: workload };
+    const decision = authorizer.authorize(request);
     if (!decision.allow) {
       logger.warn(
         { src: formatAddress(src), srcIdentity: srcIdentity ?? null, dst: formatAddress(dst), policy: decision.policy ?? null, reason: decision.reason },
@@ -72,7 +74,7 @@ export class InboundProxy {
       throw new ProxyError('PROXY_DENIED', `denied: ${decision.reason}`);
     }
     const upstream = await sockets.connect(dst, src.ip, AbortSignal.timeout(timeouts.upstreamConnectMs));
-    this.#open.add(upstream);
+    this.#open.set(upstream, request);
     upstream.once('close', () => this.#open.delete(upstream));
     return { upstream, workload, decision };
   }
@@ -137,7 +139,25 @@ export class InboundProxy {
     );
   }
 
+  /** After a policy change: closes every open connection the policies no longer allow. */
+  reauthorize(): number {
+    const { authorizer, state, logger } = this.#pi;
+    let closed = 0;
+    for (const [upstream, req] of this.#open) {
+      const dstWorkload = state.workloadByIp(req.dst.ip) ?? req.dstWorkload;
+      const decision = authorizer.authorize({ ...req, dstWorkload });
+      if (decision.allow) continue;
+      logger.warn(
+        { src: formatAddress(req.src), srcIdentity: req.srcIdentity ?? null, dst: formatAddress(req.dst), policy: decision.policy ?? null, reason: decision.reason },
+        'open connection closed: no longer allowed by policy',
+      );
+      upstream.destroy(new ProxyError('PROXY_DENIED', `closed after a policy change: ${decision.reason}`));
+      closed += 1;
+    }
+    return closed;
+  }
+
   destroy(): void {
-    for (const s of this.#open) s.destroy();
+    for (const s of this.#open.keys()) s.destroy();
   }
 }

@@ -51,6 +51,42 @@ t.test('ca init, issue and inspect', async (t) => {
   t.match(readFileSync(join(dir, 'web-key.pem'), 'utf8'), /BEGIN PRIVATE KEY/);
 });
 
+t.test('authz check: verdict, deciding policy and warnings; exit 0 for either verdict, 2 for bad input', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ztunnel-ts-cli-'));
+  const file = join(dir, 'mesh.yaml');
+  writeFileSync(
+    file,
+    meshManifests({ net: 212 }) +
+      `---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: echo-from-client, namespace: app }
+spec:
+  selector: { matchLabels: { app: echo } }
+  rules:
+  - from: [{ source: { principals: ["cluster.local/ns/app/sa/client"] } }]
+  - to: [{ operation: { methods: ["GET"] } }]
+`,
+  );
+  const base = ['authz', 'check', '-f', file, '--src-ip', '127.212.1.1', '--dst', '127.212.2.1:8080', '--json'];
+  const allowed = await cli([...base, '--src-identity', 'spiffe://cluster.local/ns/app/sa/client']);
+  t.equal(allowed.code, 0);
+  t.match(JSON.parse(allowed.stdout), { decision: 'allow', policy: 'app/echo-from-client', rule: 0 });
+  const plaintext = await cli(base);
+  t.equal(plaintext.code, 0);
+  const denied = JSON.parse(plaintext.stdout) as { decision: string; policy: unknown; reason: string; warnings: string[] };
+  t.match(denied, { decision: 'deny', policy: null, reason: 'no ALLOW policy matched' });
+  t.match(denied.warnings, [/app\/echo-from-client: rule 1: HTTP attributes \(methods\)/]);
+  const text = await cli(base.slice(0, -1));
+  t.match(text.stdout, /^DENY\n/);
+  const bad = await cli(['authz', 'check', '-f', file, '--src-ip', 'nope', '--dst', '127.212.2.1:8080']);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /--src-ip: not an IP address/);
+  const unknown = await cli(['authz', 'check', '-f', file, '--src-ip', '127.212.1.1', '--dst', '127.212.9.9:80']);
+  t.equal(unknown.code, 2);
+  t.match(unknown.stderr, /no pod with IP 127\.212\.9\.9/);
+});
+
 t.test('standalone CA + two daemons as processes; SIGTERM drains and exits 0', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ztunnel-ts-cli-'));
   const manifests = join(dir, 'mesh.yaml');

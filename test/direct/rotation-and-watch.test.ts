@@ -1,23 +1,10 @@
 // Certificates rotate under a live connection; manifest edits re-route new connections without restart.
 import { writeFileSync } from 'node:fs';
-import type net from 'node:net';
 import t from 'tap';
-import { exchange, meshManifests, podIp, socksConnect, startEcho, startMesh, vip } from '../helpers/loopback.js';
+import { exchange, meshManifests, roundTrip, podIp, socksConnect, startEcho, startMesh, vip } from '../helpers/loopback.js';
 
 const plan = { net: 206 };
 const CLIENT = 'spiffe://cluster.local/ns/app/sa/client';
-
-function roundTrip(s: net.Socket, text: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const onData = (c: Buffer): void => {
-      s.off('error', reject);
-      resolve(String(c));
-    };
-    s.once('data', onData);
-    s.once('error', reject);
-    s.write(text);
-  });
-}
 
 t.test('certificate rotation (short TTL) while a long connection stays up', async (t) => {
   const mesh = await startMesh(plan, { certTtl: 2 });

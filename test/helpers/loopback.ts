@@ -158,3 +158,16 @@ export function exchange(socket: net.Socket, data: Buffer): Promise<Buffer> {
     socket.end(data);
   });
 }
+
+/** Writes text and resolves with the next chunk that comes back (for long-lived echo connections). */
+export function roundTrip(s: net.Socket, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const onData = (c: Buffer): void => {
+      s.off('error', reject);
+      resolve(String(c));
+    };
+    s.once('data', onData);
+    s.once('error', reject);
+    s.write(text);
+  });
+}
