@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+/* ztunnel-ts capture: tc ingress on every pod's host-side veth and on the node's uplink.
+ * Steers TCP leaving captured pods, and plaintext/HBONE TCP arriving for them, into the node daemon's
+ * transparent listeners with bpf_sk_assign. No iptables, no packet rewriting: the daemon's socket sees the
+ * original addresses. Everything that is not IPv4 TCP passes untouched. */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <linux/tcp.h>
+#include <stdbool.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include "lib/maps.h"
+
+#define PACKET_HOST 0
+
+static __always_inline void count(__u32 stat)
+{
+	__u64 *v = bpf_map_lookup_elem(&ztunnel_stats, &stat);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline int captured(__u32 ip)
+{
+	struct workload_info *w = bpf_map_lookup_elem(&ztunnel_workloads, &ip);
+
+	return w && (w->flags & WORKLOAD_CAPTURED);
+}
+
+/* Assign sk to the packet, mark it for the local-delivery route, release the reference. */
+static __always_inline int assign(struct __sk_buff *skb, struct bpf_sock *sk, const struct capture_config *cfg,
+				  __u32 stat)
+{
+	long err = bpf_sk_assign(skb, sk, 0);
+
+	bpf_sk_release(sk);
+	if (err) {
+		count(STAT_ERRORS);
+		return TC_ACT_SHOT;
+	}
+	skb->mark = (skb->mark & ~0xfffU) | (cfg->assign_mark & 0xfff);
+	if (skb->pkt_type != PACKET_HOST)
+		bpf_skb_change_type(skb, PACKET_HOST);
+	count(stat);
+	return TC_ACT_OK;
+}
+
+/* from_pod: attached to a pod's host-side veth (packets the pod sends); otherwise to the uplink
+ * (packets from other nodes). */
+static __always_inline int capture(struct __sk_buff *skb, const bool from_pod)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct bpf_sock_tuple tuple = {};
+	struct capture_config *cfg;
+	struct bpf_sock *sk;
+	struct iphdr *ip;
+	struct tcphdr *tcp;
+	__u32 zero = 0;
+	__u16 listen_port;
+
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return TC_ACT_OK;
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_TCP || ip->ihl != 5)
+		return TC_ACT_OK;
+	tcp = (void *)(ip + 1);
+	if ((void *)(tcp + 1) > data_end)
+		return TC_ACT_OK;
+	cfg = bpf_map_lookup_elem(&ztunnel_config, &zero);
+	if (!cfg)
+		return TC_ACT_OK;
+	if (cfg->daemon_mark && skb->mark == cfg->daemon_mark)
+		return TC_ACT_OK;
+
+	/* The lookup helpers read the tuple from the stack, not from packet memory. */
+	tuple.ipv4.saddr = ip->saddr;
+	tuple.ipv4.daddr = ip->daddr;
+	tuple.ipv4.sport = tcp->source;
+	tuple.ipv4.dport = tcp->dest;
+
+	/* 1. An existing non-listening socket (daemon side of a captured flow, the ACK that completes its
+	 *    handshake, or a reply to the daemon's source-preserving upstream socket, even in TIME_WAIT). */
+	sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (sk) {
+		if (sk->state != BPF_TCP_LISTEN)
+			return assign(skb, sk, cfg, STAT_ASSIGNED_ESTABLISHED);
+		bpf_sk_release(sk);
+	}
+
+	/* 2. Which listener, if any, a new flow belongs to. Captured pods' own traffic is captured where
+	 *    it leaves the pod; arriving traffic for captured pods is HBONE (15008) or, from outside the
+	 *    mesh, plaintext (15006). */
+	if (from_pod && captured(ip->saddr) && !bpf_map_lookup_elem(&ztunnel_node_ips, &ip->daddr))
+		listen_port = cfg->outbound_port;
+	else if (!from_pod && captured(ip->daddr) && bpf_ntohs(tcp->dest) == cfg->hbone_port)
+		listen_port = cfg->hbone_port;
+	else if (captured(ip->daddr) && !(from_pod && captured(ip->saddr)))
+		listen_port = cfg->inbound_plain_port;
+	else {
+		count(STAT_PASSED);
+		return TC_ACT_OK;
+	}
+
+	tuple.ipv4.dport = bpf_htons(listen_port);
+	sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (!sk || sk->state != BPF_TCP_LISTEN) {
+		if (sk)
+			bpf_sk_release(sk);
+		/* Fail closed: a captured flow must not bypass a daemon that is not there. */
+		count(STAT_DROPPED_NO_LISTENER);
+		return TC_ACT_SHOT;
+	}
+	return assign(skb, sk, cfg, STAT_ASSIGNED_LISTENER);
+}
+
+SEC("tc")
+int ztunnel_capture_pod(struct __sk_buff *skb)
+{
+	return capture(skb, true);
+}
+
+SEC("tc")
+int ztunnel_capture_uplink(struct __sk_buff *skb)
+{
+	return capture(skb, false);
+}
+
+char _license[] SEC("license") = "GPL";

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
+/* Maps of the capture program, with their key and value layouts.
+ * Every struct here is mirrored byte for byte in src/datapath/maps.ts. */
+#pragma once
+
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+
+/* Daemon settings, written once by the loader. Ports in host byte order. */
+struct capture_config {
+	__u16 outbound_port;	/* 15001 */
+	__u16 inbound_plain_port; /* 15006 */
+	__u16 hbone_port;	/* 15008 */
+	__u16 pad;
+	__u32 daemon_mark;	/* SO_MARK of the daemon's own sockets: never captured */
+	__u32 assign_mark;	/* skb->mark set on assigned packets; routed by `ip rule fwmark` */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct capture_config);
+} ztunnel_config SEC(".maps");
+
+/* Workload IPs (network byte order) → flags. */
+#define WORKLOAD_CAPTURED 0x1 /* in the mesh: its traffic goes through the daemon */
+
+struct workload_info {
+	__u32 flags;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct workload_info);
+} ztunnel_workloads SEC(".maps");
+
+/* The node's own addresses: traffic from pods to the node itself is not captured. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} ztunnel_node_ips SEC(".maps");
+
+/* Per-CPU counters, indexed by enum capture_stat. */
+enum capture_stat {
+	STAT_ASSIGNED_ESTABLISHED = 0,
+	STAT_ASSIGNED_LISTENER = 1,
+	STAT_DROPPED_NO_LISTENER = 2,
+	STAT_PASSED = 3,
+	STAT_ERRORS = 4,
+	STAT_MAX = 5,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} ztunnel_stats SEC(".maps");

@@ -1,0 +1,197 @@
+// The capture program (bpf/capture.bpf.o) loaded through libbpf: its maps and its tc ingress hooks.
+import { isIPv4 } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { DatapathError } from './errors.js';
+import { BPF_ANY, BPF_TC_F_REPLACE, BPF_TC_INGRESS, TC_HOOK_SIZE, TC_OPTS_SIZE, bpf, c, errno } from './ffi.js';
+
+export const DEFAULT_OBJECT = fileURLToPath(new URL('../../../bpf/capture.bpf.o', import.meta.url));
+
+/** Mirrors enum capture_stat in bpf/lib/maps.h. */
+export const STAT_NAMES = ['assigned_established', 'assigned_listener', 'dropped_no_listener', 'passed', 'errors'] as const;
+export type StatName = (typeof STAT_NAMES)[number];
+
+export const WORKLOAD_CAPTURED = 0x1;
+export type HookKind = 'pod' | 'uplink';
+
+const PROGRAMS: Record<HookKind, string> = { pod: 'ztunnel_capture_pod', uplink: 'ztunnel_capture_uplink' };
+
+export interface CaptureConfig {
+  readonly outboundPort: number;
+  readonly inboundPlainPort: number;
+  readonly hbonePort: number;
+  readonly daemonMark: number;
+  readonly assignMark: number;
+}
+
+/** struct capture_config: 3 × u16 ports, u16 pad, u32 daemon_mark, u32 assign_mark = 16 bytes. */
+export function encodeConfig(cfg: CaptureConfig): Buffer {
+  const b = Buffer.alloc(16);
+  b.writeUInt16LE(cfg.outboundPort, 0);
+  b.writeUInt16LE(cfg.inboundPlainPort, 2);
+  b.writeUInt16LE(cfg.hbonePort, 4);
+  b.writeUInt32LE(cfg.daemonMark, 8);
+  b.writeUInt32LE(cfg.assignMark, 12);
+  return b;
+}
+
+/** An IPv4 address as the program sees it in the packet: network byte order. */
+export function ipKey(ip: string): Buffer {
+  if (!isIPv4(ip)) throw new DatapathError('DATAPATH_MAP', `not an IPv4 address: ${ip}`);
+  return Buffer.from(ip.split('.').map(Number));
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n >>> 0, 0);
+  return b;
+}
+
+function tcHook(ifindex: number): Buffer {
+  const b = Buffer.alloc(TC_HOOK_SIZE);
+  b.writeBigUInt64LE(BigInt(TC_HOOK_SIZE), 0);
+  b.writeInt32LE(ifindex, 8);
+  b.writeInt32LE(BPF_TC_INGRESS, 12);
+  return b;
+}
+
+function tcOpts(progFd: number, flags: number): Buffer {
+  const b = Buffer.alloc(TC_OPTS_SIZE);
+  b.writeBigUInt64LE(BigInt(TC_OPTS_SIZE), 0);
+  b.writeInt32LE(progFd, 8);
+  b.writeUInt32LE(flags, 12);
+  b.writeUInt32LE(1, 20); // handle
+  b.writeUInt32LE(1, 24); // priority
+  return b;
+}
+
+interface MapFds {
+  readonly config: number;
+  readonly workloads: number;
+  readonly nodeIps: number;
+  readonly stats: number;
+}
+
+export class CaptureProgram {
+  readonly #obj: unknown;
+  readonly #progFds: Record<HookKind, number>;
+  readonly #maps: MapFds;
+  readonly #attached = new Map<string, number>();
+  #closed = false;
+
+  private constructor(obj: unknown, progFds: Record<HookKind, number>, maps: MapFds) {
+    this.#obj = obj;
+    this.#progFds = progFds;
+    this.#maps = maps;
+  }
+
+  /** Opens and loads (verifies) the object; the maps start empty. */
+  static load(path = DEFAULT_OBJECT): CaptureProgram {
+    const obj = bpf.objectOpenFile(path, null);
+    const openErr = Number(bpf.getError(obj));
+    if (obj === null || openErr !== 0) throw new DatapathError('DATAPATH_LOAD', `bpf_object__open_file ${path}`, openErr || -errno());
+    const rc = bpf.objectLoad(obj) as number;
+    if (rc !== 0) {
+      bpf.objectClose(obj);
+      throw new DatapathError('DATAPATH_LOAD', `bpf_object__load ${path} (is this root, with BPF enabled?)`, rc);
+    }
+    // libbpf prints every kernel notice (e.g. EEXIST from an existing clsact); errors are reported by us.
+    bpf.setPrint(null);
+    const prog = (name: string): number => {
+      const p = bpf.findProgram(obj, name);
+      const fd = p === null ? -1 : (bpf.programFd(p) as number);
+      if (fd < 0) throw new DatapathError('DATAPATH_LOAD', `program ${name} not found in ${path}`);
+      return fd;
+    };
+    const map = (name: string): number => {
+      const fd = bpf.findMapFd(obj, name) as number;
+      if (fd < 0) throw new DatapathError('DATAPATH_LOAD', `map ${name} not found in ${path}`, fd);
+      return fd;
+    };
+    return new CaptureProgram(
+      obj,
+      { pod: prog(PROGRAMS.pod), uplink: prog(PROGRAMS.uplink) },
+      { config: map('ztunnel_config'), workloads: map('ztunnel_workloads'), nodeIps: map('ztunnel_node_ips'), stats: map('ztunnel_stats') },
+    );
+  }
+
+  configure(cfg: CaptureConfig): void {
+    this.#update(this.#maps.config, u32(0), encodeConfig(cfg), 'ztunnel_config');
+  }
+
+  setWorkload(ip: string, flags: number): void {
+    this.#update(this.#maps.workloads, ipKey(ip), u32(flags), 'ztunnel_workloads');
+  }
+
+  deleteWorkload(ip: string): void {
+    bpf.mapDelete(this.#maps.workloads, ipKey(ip)); // ENOENT is fine
+  }
+
+  /** IPs (dotted) currently in the workloads map. */
+  workloadIps(): string[] {
+    const out: string[] = [];
+    let prev: Buffer | null = null;
+    const next = Buffer.alloc(4);
+    while ((bpf.mapGetNextKey(this.#maps.workloads, prev, next) as number) === 0) {
+      out.push([...next].join('.'));
+      prev = Buffer.from(next);
+    }
+    return out;
+  }
+
+  setNodeIp(ip: string): void {
+    this.#update(this.#maps.nodeIps, ipKey(ip), u32(1), 'ztunnel_node_ips');
+  }
+
+  /** Per-CPU counters summed. */
+  stats(): Record<StatName, bigint> {
+    const cpus = bpf.numPossibleCpus() as number;
+    const out = {} as Record<StatName, bigint>;
+    STAT_NAMES.forEach((name, i) => {
+      const value = Buffer.alloc(8 * cpus);
+      const rc = bpf.mapLookup(this.#maps.stats, u32(i), value) as number;
+      let sum = 0n;
+      if (rc === 0) for (let cpu = 0; cpu < cpus; cpu++) sum += value.readBigUInt64LE(cpu * 8);
+      out[name] = sum;
+    });
+    return out;
+  }
+
+  /** Attaches to tc ingress of an interface of the current network namespace (replacing ours). */
+  attach(ifname: string, kind: HookKind): void {
+    const ifindex = c.ifNameToIndex(ifname) as number;
+    if (ifindex === 0) throw new DatapathError('DATAPATH_ATTACH', `${ifname}: if_nametoindex`, errno());
+    const hook = tcHook(ifindex);
+    const created = bpf.tcHookCreate(hook) as number;
+    if (created !== 0 && created !== -17) throw new DatapathError('DATAPATH_ATTACH', `${ifname}: bpf_tc_hook_create`, created);
+    const rc = bpf.tcAttach(hook, tcOpts(this.#progFds[kind], BPF_TC_F_REPLACE)) as number;
+    if (rc !== 0) throw new DatapathError('DATAPATH_ATTACH', `${ifname}: bpf_tc_attach (${PROGRAMS[kind]})`, rc);
+    this.#attached.set(ifname, ifindex);
+  }
+
+  /** Detaches and removes the clsact hook of an interface we attached to. Missing interfaces are fine. */
+  detach(ifname: string): void {
+    const ifindex = this.#attached.get(ifname);
+    if (ifindex === undefined) return;
+    this.#attached.delete(ifname);
+    if ((c.ifNameToIndex(ifname) as number) !== ifindex) return; // the veth went away with its pod
+    const hook = tcHook(ifindex);
+    bpf.tcDetach(hook, tcOpts(0, 0));
+    bpf.tcHookDestroy(hook);
+  }
+
+  get attached(): readonly string[] {
+    return [...this.#attached.keys()];
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const ifname of [...this.#attached.keys()]) this.detach(ifname);
+    bpf.objectClose(this.#obj);
+  }
+
+  #update(fd: number, key: Buffer, value: Buffer, name: string): void {
+    const rc = bpf.mapUpdate(fd, key, value, BPF_ANY) as number;
+    if (rc !== 0) throw new DatapathError('DATAPATH_MAP', `bpf_map_update_elem ${name}`, rc);
+  }
+}

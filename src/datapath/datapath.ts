@@ -1,0 +1,92 @@
+// Keeps the capture program in step with the State: the program on the uplink and on every local pod's
+// veth, and the map of captured local pods, so a namespace label flip takes effect with no pod restart.
+import type { Logger } from 'pino';
+import type { State } from '../model/state.js';
+import { CaptureProgram, DEFAULT_OBJECT, WORKLOAD_CAPTURED, type StatName } from './capture-program.js';
+import { ASSIGN_MARK, NodeConfig, interfaceFor } from './node-config.js';
+import { DAEMON_MARK } from './transparent-sockets.js';
+
+export const OUTBOUND_PORT = 15001;
+export const INBOUND_PLAIN_PORT = 15006;
+
+export interface EbpfDatapathOptions {
+  readonly state: State;
+  readonly nodeName: string;
+  readonly uplinks: readonly string[];
+  readonly hbonePort: number;
+  readonly logger: Logger;
+  readonly objectPath?: string;
+}
+
+export class EbpfDatapath {
+  readonly #opts: EbpfDatapathOptions;
+  readonly #nodeConfig = new NodeConfig();
+  #program: CaptureProgram | undefined;
+  #captured = new Set<string>();
+  readonly #podInterfaces = new Map<string, string>();
+
+  constructor(opts: EbpfDatapathOptions) {
+    this.#opts = opts;
+  }
+
+  start(): void {
+    const { logger, uplinks, hbonePort } = this.#opts;
+    const program = CaptureProgram.load(this.#opts.objectPath ?? DEFAULT_OBJECT);
+    this.#program = program;
+    program.configure({ outboundPort: OUTBOUND_PORT, inboundPlainPort: INBOUND_PLAIN_PORT, hbonePort, daemonMark: DAEMON_MARK, assignMark: ASSIGN_MARK });
+    this.#nodeConfig.apply();
+    for (const uplink of uplinks) program.attach(uplink, 'uplink');
+    this.sync();
+    logger.info({ uplinks, pods: this.#podInterfaces.size, captured: this.#captured.size }, 'ebpf capture attached');
+  }
+
+  /** Applies the current State: hooks on local pods' veths, captured flags in the map. */
+  sync(): void {
+    const program = this.#program;
+    if (program === undefined) return;
+    const { state, nodeName, logger } = this.#opts;
+    const node = state.node(nodeName);
+    if (node?.ip !== undefined) program.setNodeIp(node.ip);
+    const local = state.workloadsOnNode(nodeName);
+    const captured = new Set(local.filter((w) => w.captured).map((w) => w.ip));
+    for (const ip of this.#captured) if (!captured.has(ip)) program.deleteWorkload(ip);
+    for (const ip of captured) if (!this.#captured.has(ip)) program.setWorkload(ip, WORKLOAD_CAPTURED);
+    if (captured.size !== this.#captured.size || [...captured].some((ip) => !this.#captured.has(ip))) {
+      logger.info({ captured: [...captured] }, 'captured workloads updated');
+    }
+    this.#captured = captured;
+    const present = new Set(local.map((w) => w.ip));
+    for (const [ip, ifname] of this.#podInterfaces) {
+      if (!present.has(ip)) {
+        program.detach(ifname);
+        this.#podInterfaces.delete(ip);
+      }
+    }
+    for (const w of local) {
+      if (this.#podInterfaces.has(w.ip)) continue;
+      const ifname = interfaceFor(w.ip);
+      if (ifname === undefined) {
+        logger.warn({ pod: w.uid, ip: w.ip }, 'no interface routes to this pod yet; will retry on the next change');
+        continue;
+      }
+      try {
+        program.attach(ifname, 'pod');
+        this.#podInterfaces.set(w.ip, ifname);
+      } catch (err) {
+        logger.error({ pod: w.uid, err: (err as Error).message }, 'cannot attach capture to pod interface');
+      }
+    }
+  }
+
+  stats(): Record<StatName, bigint> | undefined {
+    return this.#program?.stats();
+  }
+
+  /** Clean stop: hooks, maps and node settings go. (A killed daemon leaves the hooks: fail closed.) */
+  stop(): void {
+    this.#program?.close();
+    this.#program = undefined;
+    this.#podInterfaces.clear();
+    this.#nodeConfig.remove();
+  }
+}

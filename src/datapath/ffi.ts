@@ -1,0 +1,45 @@
+// libbpf.so.1 and libc through koffi: the only place in the project that touches FFI.
+// Layouts are those of libbpf 1.1 (DESIGN §6).
+import koffi from 'koffi';
+
+const libbpf = koffi.load('libbpf.so.1');
+const libc = koffi.load('libc.so.6');
+
+export const bpf = {
+  objectOpenFile: libbpf.func('void *bpf_object__open_file(const char *path, void *opts)'),
+  objectLoad: libbpf.func('int bpf_object__load(void *obj)'),
+  objectClose: libbpf.func('void bpf_object__close(void *obj)'),
+  findProgram: libbpf.func('void *bpf_object__find_program_by_name(void *obj, const char *name)'),
+  programFd: libbpf.func('int bpf_program__fd(void *prog)'),
+  findMapFd: libbpf.func('int bpf_object__find_map_fd_by_name(void *obj, const char *name)'),
+  mapUpdate: libbpf.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
+  mapLookup: libbpf.func('int bpf_map_lookup_elem(int fd, const void *key, _Out_ void *value)'),
+  mapDelete: libbpf.func('int bpf_map_delete_elem(int fd, const void *key)'),
+  mapGetNextKey: libbpf.func('int bpf_map_get_next_key(int fd, const void *key, _Out_ void *next)'),
+  tcHookCreate: libbpf.func('int bpf_tc_hook_create(void *hook)'),
+  tcHookDestroy: libbpf.func('int bpf_tc_hook_destroy(void *hook)'),
+  tcAttach: libbpf.func('int bpf_tc_attach(void *hook, void *opts)'),
+  tcDetach: libbpf.func('int bpf_tc_detach(void *hook, void *opts)'),
+  numPossibleCpus: libbpf.func('int libbpf_num_possible_cpus()'),
+  getError: libbpf.func('long libbpf_get_error(void *ptr)'),
+  setPrint: libbpf.func('void *libbpf_set_print(void *fn)'),
+};
+
+export const c = {
+  ifNameToIndex: libc.func('unsigned int if_nametoindex(const char *name)'),
+  socket: libc.func('int socket(int domain, int type, int protocol)'),
+  setsockopt: libc.func('int setsockopt(int fd, int level, int name, const void *value, unsigned int len)'),
+  bind: libc.func('int bind(int fd, const void *addr, unsigned int len)'),
+  listen: libc.func('int listen(int fd, int backlog)'),
+  close: libc.func('int close(int fd)'),
+};
+
+export function errno(): number {
+  return koffi.errno();
+}
+
+export const BPF_ANY = 0n;
+export const BPF_TC_INGRESS = 1;
+export const BPF_TC_F_REPLACE = 1;
+export const TC_HOOK_SIZE = 24;
+export const TC_OPTS_SIZE = 32;

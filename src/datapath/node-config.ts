@@ -1,0 +1,59 @@
+// Node network namespace settings the capture needs (DESIGN §6), applied at start and removed at stop:
+// assigned packets carry fwmark 0x400 and must be routed to the local stack, early demux must be off
+// (the daemon's source-spoofed sockets would swallow a pod's own packets), and forwarding stays on.
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { DatapathError } from './errors.js';
+
+export const ASSIGN_MARK = 0x400;
+const RULE_PREF = '9000';
+const TABLE = '100';
+const SYSCTLS = { '/proc/sys/net/ipv4/tcp_early_demux': '0', '/proc/sys/net/ipv4/ip_forward': '1' } as const;
+
+function ip(args: string[]): string {
+  try {
+    return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new DatapathError('DATAPATH_NODE_CONFIG', `ip ${args.join(' ')}: ${(e.stderr ?? e.message).trim()}`);
+  }
+}
+
+export class NodeConfig {
+  readonly #previous = new Map<string, string>();
+  #applied = false;
+
+  apply(): void {
+    for (const [path, value] of Object.entries(SYSCTLS)) {
+      this.#previous.set(path, readFileSync(path, 'utf8').trim());
+      writeFileSync(path, value);
+    }
+    if (!ip(['rule', 'show', 'pref', RULE_PREF]).includes('fwmark')) {
+      ip(['rule', 'add', 'fwmark', `0x${ASSIGN_MARK.toString(16)}/0xfff`, 'lookup', TABLE, 'pref', RULE_PREF]);
+    }
+    ip(['route', 'replace', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', TABLE]);
+    this.#applied = true;
+  }
+
+  remove(): void {
+    if (!this.#applied) return;
+    this.#applied = false;
+    try {
+      ip(['rule', 'del', 'pref', RULE_PREF]);
+      ip(['route', 'del', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', TABLE]);
+    } finally {
+      for (const [path, value] of this.#previous) writeFileSync(path, value);
+    }
+  }
+}
+
+/** The interface the node routes an IP through: a pod's host-side veth. */
+export function interfaceFor(address: string): string | undefined {
+  try {
+    const routes = JSON.parse(ip(['-j', 'route', 'get', address])) as { dev?: string; type?: string }[];
+    const dev = routes[0]?.dev;
+    return dev === undefined || dev === 'lo' ? undefined : dev;
+  } catch {
+    return undefined;
+  }
+}
