@@ -18,6 +18,9 @@ import { InboundProxy } from './proxy/inbound.js';
 import type { ProxyInputs } from './proxy/inputs.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { PlainSocketFactory, type SocketFactory } from './proxy/sockets.js';
+import { EbpfDatapath, INBOUND_PLAIN_PORT, OUTBOUND_PORT } from './datapath/datapath.js';
+import { TransparentSocketFactory } from './datapath/transparent-sockets.js';
+import { unmapIPv4 } from './hbone/server.js';
 import { handleSocksConnection } from './proxy/socks5.js';
 import { ManifestSource } from './sources/manifests.js';
 
@@ -39,6 +42,8 @@ export class App {
   readonly #pi: ProxyInputs;
   readonly #source: ManifestSource;
   readonly #hboneListeners = new Map<string, net.Server>();
+  readonly #captureListeners: net.Server[] = [];
+  readonly #datapath: EbpfDatapath | undefined;
   readonly #accepted = new Set<net.Socket>();
   #socks: net.Server | undefined;
   #reconciling: Promise<void> = Promise.resolve();
@@ -48,7 +53,7 @@ export class App {
     this.config = config;
     this.#logger = logger;
     const timeouts = { ...DEFAULT_TIMEOUTS, ...deps.timeouts };
-    const sockets = deps.sockets ?? new PlainSocketFactory();
+    const sockets = deps.sockets ?? (config.capture === 'ebpf' ? new TransparentSocketFactory() : new PlainSocketFactory());
     this.certs = new CertManager(certSource, logger.child({ component: 'certs' }));
     this.pool = new HbonePool({
       certs: this.certs,
@@ -78,6 +83,10 @@ export class App {
       identityFor: (ip) => this.inbound.localWorkload(ip)?.identity,
       onRequest: (req) => this.inbound.handleHbone(req),
     });
+    this.#datapath =
+      config.capture === 'ebpf'
+        ? new EbpfDatapath({ state: this.state, nodeName: config.nodeName, uplinks: config.uplinks, hbonePort: config.hbonePort, logger: logger.child({ component: 'datapath' }) })
+        : undefined;
     this.#source = new ManifestSource({
       path: config.manifests,
       state: this.state,
@@ -96,6 +105,7 @@ export class App {
     this.state.on('change', () => this.#onStateChange());
     await this.#source.start();
     await this.#reconciling;
+    if (this.#datapath !== undefined) await this.#startCapture(this.#datapath);
     const socks = this.config.socks5;
     if (socks !== undefined) {
       this.#socks = await this.#pi.sockets.listen({ host: socks.host, port: socks.port }, (s) => {
@@ -105,6 +115,29 @@ export class App {
       this.#logger.info({ address: `${socks.host}:${(this.#socks.address() as AddressInfo).port}` }, 'socks5 listening');
     }
     this.#logger.info({ node: this.config.nodeName, workloads: this.#localWorkloads().length }, 'ztunnel-ts ready');
+  }
+
+  /** Transparent listeners first, then the tc hooks, so no captured packet finds no socket. */
+  async #startCapture(datapath: EbpfDatapath): Promise<void> {
+    const listen = async (port: number, pauseOnConnect: boolean, handle: (s: net.Socket) => void): Promise<void> => {
+      const server = await this.#pi.sockets.listen({ host: '0.0.0.0', port, pauseOnConnect }, (s) => {
+        this.#track(s);
+        handle(s);
+      });
+      this.#captureListeners.push(server);
+    };
+    // With IP_TRANSPARENT the accepted socket's local address is the original destination.
+    const origDst = (s: net.Socket): { ip: string; port: number } => ({ ip: unmapIPv4(s.localAddress), port: s.localPort ?? 0 });
+    const src = (s: net.Socket): { ip: string; port: number } => ({ ip: unmapIPv4(s.remoteAddress), port: s.remotePort ?? 0 });
+    await listen(OUTBOUND_PORT, true, (s) => this.outbound.handle(s, src(s), origDst(s)));
+    await listen(INBOUND_PLAIN_PORT, true, (s) => this.inbound.handlePlaintext(s, origDst(s)));
+    await listen(this.config.hbonePort, true, (s) => void this.hbone.accept(s));
+    datapath.start();
+  }
+
+  /** eBPF counters, when capture is on. */
+  get captureStats(): ReturnType<EbpfDatapath['stats']> {
+    return this.#datapath?.stats();
   }
 
   /** Address the SOCKS5 listener is bound to (port 0 in tests resolves here). */
@@ -130,6 +163,14 @@ export class App {
     this.inbound.reauthorize();
     const local = this.#localWorkloads();
     this.certs.track(new Set(local.map((w) => w.identity)));
+    if (this.config.capture === 'ebpf') {
+      try {
+        this.#datapath?.sync();
+      } catch (err) {
+        this.#logger.error({ err: (err as Error).message }, 'capture sync failed');
+      }
+      return;
+    }
     this.#reconciling = this.#reconciling.then(() => this.#reconcileHboneListeners(new Set(local.map((w) => w.ip))));
   }
 
@@ -167,6 +208,7 @@ export class App {
     this.#socks?.close();
     for (const s of this.#hboneListeners.values()) s.close();
     this.#hboneListeners.clear();
+    for (const s of this.#captureListeners) s.close();
     this.hbone.close();
     this.pool.close();
     const deadline = Date.now() + deadlineMs;
@@ -177,6 +219,8 @@ export class App {
     this.pool.destroy();
     this.inbound.destroy();
     this.certs.close();
+    // Hooks go last: established captured flows need them until they are cut.
+    this.#datapath?.stop();
     this.#logger.info({ cutConnections: cut }, 'drained');
   }
 }

@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerAuthz } from './authz.js';
 import { registerCa } from './ca.js';
+import { registerLab } from './lab.js';
 import { registerRun } from './run.js';
 import { EXIT_USAGE, isInputError } from './usage-error.js';
 
@@ -14,6 +15,7 @@ const program = new Command('ztunnel-ts')
 registerRun(program);
 registerCa(program);
 registerAuthz(program);
+registerLab(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -17,6 +17,8 @@ export function registerRun(program: Command): void {
     .option('--ca-token <file>', 'node token for --ca-url')
     .option('--ca-root <file>', 'root certificate that signed the CA server certificate')
     .option('--cert-ttl <seconds>', 'workload certificate lifetime', '86400')
+    .option('--capture <mode>', 'none (SOCKS5 entry only) or ebpf (tc capture, transparent listeners)', 'none')
+    .option('--uplink <ifname...>', 'with --capture ebpf: interfaces to the other nodes')
     .option('--socks5 [ip:port]', 'serve SOCKS5 into the outbound path (default 127.0.0.1:15080)')
     .option('--drain-seconds <s>', 'how long SIGTERM waits for open connections', '5')
     .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')

@@ -1,6 +1,7 @@
 // Bad input from the command line or its files: one clear line, exit code 2.
 import { ConfigError } from '../config/config.js';
 import { IdentityError } from '../identity/errors.js';
+import { LabError } from '../lab/shell.js';
 import { ManifestError } from '../sources/errors.js';
 
 export const EXIT_USAGE = 2;
@@ -18,6 +19,7 @@ export class UsageError extends Error {
 export function isInputError(err: unknown): err is Error {
   return (
     err instanceof UsageError ||
+    err instanceof LabError ||
     err instanceof ConfigError ||
     (err instanceof ManifestError && err.code === 'MANIFEST_PATH') ||
     (err instanceof IdentityError && err.code === 'CA_LOAD') ||

@@ -41,7 +41,8 @@ export const runFlagsSchema = z
     caRoot: z.string().min(1).optional(),
     certTtl: seconds('--cert-ttl').default(24 * 3600),
     socks5: hostPort.optional(),
-    hboneListen: z.enum(['workload-ips']).default('workload-ips'),
+    capture: z.enum(['none', 'ebpf'], { error: '--capture must be none or ebpf' }).default('none'),
+    uplink: z.array(z.string().min(1)).default([]),
     drainSeconds: seconds('--drain-seconds').default(5),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
     logFormat: z.enum(['json', 'pretty']).default('json'),
@@ -49,6 +50,9 @@ export const runFlagsSchema = z
   .superRefine((f, ctx) => {
     if (f.caUrl !== undefined && f.caDir !== undefined) {
       ctx.addIssue({ code: 'custom', message: 'use either --ca-dir or --ca-url, not both' });
+    }
+    if (f.capture === 'ebpf' && f.uplink.length === 0) {
+      ctx.addIssue({ code: 'custom', message: '--capture ebpf needs --uplink IFNAME (the interface to other nodes)' });
     }
     if (f.caUrl !== undefined && (f.caToken === undefined || f.caRoot === undefined)) {
       ctx.addIssue({ code: 'custom', message: '--ca-url needs --ca-token FILE and --ca-root FILE' });
@@ -68,7 +72,10 @@ export interface Config {
   readonly ca: CaConfig;
   readonly certTtlMs: number;
   readonly socks5: { readonly host: string; readonly port: number } | undefined;
-  readonly hboneListen: 'workload-ips';
+  /** none: SOCKS5 entry, HBONE on each local pod's IP; ebpf: tc capture and transparent listeners. */
+  readonly capture: 'none' | 'ebpf';
+  /** Interfaces that connect the node to other nodes (tc ingress hook). */
+  readonly uplinks: readonly string[];
   readonly hbonePort: number;
   readonly drainMs: number;
   readonly upstreamConnectMs: number;
@@ -97,7 +104,8 @@ export function configFromFlags(raw: Record<string, unknown>): Config {
     ca,
     certTtlMs: f.certTtl * 1000,
     socks5: f.socks5,
-    hboneListen: f.hboneListen,
+    capture: f.capture,
+    uplinks: f.uplink,
     hbonePort: 15008,
     drainMs: f.drainSeconds * 1000,
     upstreamConnectMs: 10_000,

@@ -1,0 +1,223 @@
+// The lab: a multi-node cluster of network namespaces on one machine, never linked to the host's own
+// namespace. A fabric netns holds a bridge (172.18.0.1/24); each node netns has eth0 on it; each pod netns
+// has a /32 address, a veth to its node (proxy ARP, Calico style) and a default route through it. One
+// daemon per node (eBPF capture) and a standalone CA in the fabric netns. `down` removes all of it, also
+// after a crash, by name prefix.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FABRIC_BRIDGE_IP, FABRIC_NETNS, NETNS_PREFIX, planLab, type LabNode, type LabPod } from './plan.js';
+import { LabError, inNetns, nsArgs, run } from './shell.js';
+
+export const LAB_DIR = process.env['ZTUNNEL_LAB_DIR'] ?? '/run/ztunnel-ts-lab';
+const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+const READY_TIMEOUT_MS = 20_000;
+export const SERVICE_CIDR = '10.96.0.0/16';
+
+export interface LabState {
+  readonly nodes: (LabNode & { pid: number; log: string; args: string[] })[];
+  readonly pods: LabPod[];
+  readonly ca: { pid: number; log: string };
+  readonly manifests: string;
+}
+
+export interface LabStatus {
+  nodes: { name: string; netns: string; ip: string; pid: number; ready: boolean }[];
+  pods: { namespace: string; name: string; node: string; ip: string; netns: string }[];
+}
+
+const statePath = (): string => join(LAB_DIR, 'state.json');
+
+export function labNetns(): string[] {
+  return run('ip', ['netns', 'list'])
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter((n) => n.startsWith(NETNS_PREFIX));
+}
+
+function sysctl(netns: string, key: string, value: string): void {
+  inNetns(netns, 'sysctl', ['-qw', `${key}=${value}`]);
+}
+
+function spawnIn(netns: string, args: string[], log: string): number {
+  const fd = openSync(log, 'a');
+  const child = spawn('nsenter', nsArgs(netns, process.execPath, [CLI, ...args]), { detached: true, stdio: ['ignore', fd, fd] });
+  child.unref();
+  if (child.pid === undefined) throw new LabError(`could not start ${args.join(' ')} in ${netns}`);
+  return child.pid;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function logHas(log: string, msg: string): boolean {
+  return existsSync(log) && readFileSync(log, 'utf8').includes(`"msg":"${msg}"`);
+}
+
+async function waitForLog(log: string, msg: string, pid: number): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (logHas(log, msg)) return;
+    if (!alive(pid)) throw new LabError(`process ${pid} exited before "${msg}"; see ${log}:\n${tail(log)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new LabError(`no "${msg}" in ${log} after ${READY_TIMEOUT_MS} ms:\n${tail(log)}`);
+}
+
+function tail(log: string): string {
+  return existsSync(log) ? readFileSync(log, 'utf8').split('\n').slice(-8).join('\n') : '';
+}
+
+export function readLabState(): LabState | undefined {
+  return existsSync(statePath()) ? (JSON.parse(readFileSync(statePath(), 'utf8')) as LabState) : undefined;
+}
+
+export interface UpOptions {
+  /** Extra flags for every daemon. */
+  readonly daemonArgs?: readonly string[];
+}
+
+export async function labUp(manifestPath: string, opts: UpOptions = {}): Promise<LabState> {
+  if (readLabState() !== undefined || labNetns().length > 0) throw new LabError('a lab is already up (or left over): run `ztunnel-ts lab down` first');
+  const plan = planLab(manifestPath);
+  mkdirSync(LAB_DIR, { recursive: true, mode: 0o700 });
+  const manifests = join(LAB_DIR, 'manifests.yaml');
+  writeFileSync(manifests, plan.manifestText);
+  try {
+    buildNetwork(plan.nodes, plan.pods);
+    const caDir = join(LAB_DIR, 'ca');
+    run(process.execPath, [CLI, 'ca', 'init', '--dir', caDir]);
+    const caLog = join(LAB_DIR, 'ca.log');
+    const caPid = spawnIn(FABRIC_NETNS, ['ca', 'serve', '--dir', caDir, '--manifests', manifests, '--listen', `${FABRIC_BRIDGE_IP}:15012`], caLog);
+    const partial: LabState = { nodes: [], pods: plan.pods, ca: { pid: caPid, log: caLog }, manifests };
+    writeFileSync(statePath(), JSON.stringify(partial));
+    await waitForLog(caLog, 'ca serving', caPid);
+    const nodes: LabState['nodes'] = [];
+    for (const n of plan.nodes) {
+      const token = join(LAB_DIR, `${n.name}.jwt`);
+      run(process.execPath, [CLI, 'ca', 'token', '--dir', caDir, '--node', n.name, '--out', token]);
+      const log = join(LAB_DIR, `${n.name}.log`);
+      const args = [
+        'run', '--node', n.name, '--manifests', manifests, '--capture', 'ebpf', '--uplink', 'eth0',
+        '--ca-url', `https://${FABRIC_BRIDGE_IP}:15012`, '--ca-token', token, '--ca-root', join(caDir, 'root-cert.pem'),
+        ...(opts.daemonArgs ?? []),
+      ];
+      const pid = spawnIn(n.netns, args, log);
+      nodes.push({ ...n, pid, log, args });
+      writeFileSync(statePath(), JSON.stringify({ ...partial, nodes }));
+    }
+    for (const n of nodes) await waitForLog(n.log, 'ztunnel-ts ready', n.pid);
+    const state: LabState = { ...partial, nodes };
+    writeFileSync(statePath(), JSON.stringify(state));
+    return state;
+  } catch (err) {
+    await labDown();
+    throw err;
+  }
+}
+
+function buildNetwork(nodes: readonly LabNode[], pods: readonly LabPod[]): void {
+  run('ip', ['netns', 'add', FABRIC_NETNS]);
+  run('ip', ['-n', FABRIC_NETNS, 'link', 'set', 'lo', 'up']);
+  run('ip', ['-n', FABRIC_NETNS, 'link', 'add', 'br0', 'type', 'bridge']);
+  run('ip', ['-n', FABRIC_NETNS, 'addr', 'add', `${FABRIC_BRIDGE_IP}/24`, 'dev', 'br0']);
+  run('ip', ['-n', FABRIC_NETNS, 'link', 'set', 'br0', 'up']);
+  for (const n of nodes) {
+    run('ip', ['netns', 'add', n.netns]);
+    // Both ends are created inside lab namespaces: nothing touches the host's own namespace.
+    run('ip', ['-n', FABRIC_NETNS, 'link', 'add', n.fabricIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', n.netns]);
+    run('ip', ['-n', FABRIC_NETNS, 'link', 'set', n.fabricIf, 'master', 'br0', 'up']);
+    run('ip', ['-n', n.netns, 'link', 'set', 'lo', 'up']);
+    run('ip', ['-n', n.netns, 'addr', 'add', `${n.ip}/24`, 'dev', 'eth0']);
+    run('ip', ['-n', n.netns, 'link', 'set', 'eth0', 'up']);
+    sysctl(n.netns, 'net.ipv4.ip_forward', '1');
+    // Service VIPs have no owner (no kube-proxy). A route for them lets the pods' proxy ARP answer, so captured
+    // connections to a VIP reach the tc hook; uncaptured ones end at the fabric, which has no route onward.
+    run('ip', ['-n', n.netns, 'route', 'add', SERVICE_CIDR, 'via', FABRIC_BRIDGE_IP]);
+    for (const other of nodes) {
+      if (other !== n) run('ip', ['-n', n.netns, 'route', 'add', other.podCidr, 'via', other.ip]);
+    }
+  }
+  for (const p of pods) {
+    const node = nodes.find((n) => n.name === p.node) as LabNode;
+    run('ip', ['netns', 'add', p.netns]);
+    run('ip', ['-n', node.netns, 'link', 'add', p.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', p.netns]);
+    run('ip', ['-n', node.netns, 'link', 'set', p.hostIf, 'up']);
+    sysctl(node.netns, `net.ipv4.conf.${p.hostIf}.proxy_arp`, '1');
+    run('ip', ['-n', node.netns, 'route', 'add', `${p.ip}/32`, 'dev', p.hostIf]);
+    run('ip', ['-n', p.netns, 'link', 'set', 'lo', 'up']);
+    run('ip', ['-n', p.netns, 'addr', 'add', `${p.ip}/32`, 'dev', 'eth0']);
+    run('ip', ['-n', p.netns, 'link', 'set', 'eth0', 'up']);
+    run('ip', ['-n', p.netns, 'route', 'add', 'default', 'dev', 'eth0']);
+  }
+}
+
+/** Stops every lab process and removes every lab namespace. Safe to run twice, and after a crash. */
+export async function labDown(): Promise<void> {
+  const state = readLabState();
+  const pids = state === undefined ? [] : [...state.nodes.map((n) => n.pid), state.ca.pid];
+  for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + 5000;
+  while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  // Processes started in lab namespaces by hand (lab exec) die with nothing to talk to; kill what is left.
+  for (const ns of labNetns()) {
+    for (const pid of run('ip', ['netns', 'pids', ns], { allowFail: true }).split('\n').filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    run('ip', ['netns', 'del', ns], { allowFail: true });
+  }
+  rmSync(LAB_DIR, { recursive: true, force: true });
+}
+
+/** Starts a node's daemon again (after it was killed), and waits until it is ready. */
+export async function labRestartNode(name: string): Promise<void> {
+  const state = readLabState();
+  const node = state?.nodes.find((n) => n.name === name);
+  if (state === undefined || node === undefined) throw new LabError(`no node ${name} in the lab`);
+  if (alive(node.pid)) throw new LabError(`node ${name}'s daemon (pid ${node.pid}) is still running`);
+  const offset = existsSync(node.log) ? readFileSync(node.log, 'utf8').length : 0;
+  const pid = spawnIn(node.netns, node.args, node.log);
+  writeFileSync(statePath(), JSON.stringify({ ...state, nodes: state.nodes.map((n) => (n === node ? { ...n, pid } : n)) }));
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (!readFileSync(node.log, 'utf8').slice(offset).includes('"msg":"ztunnel-ts ready"')) {
+    if (!alive(pid) || Date.now() > deadline) throw new LabError(`node ${name} did not become ready again:\n${tail(node.log)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export function labStatus(): LabStatus {
+  const state = readLabState();
+  if (state === undefined) return { nodes: [], pods: [] };
+  return {
+    nodes: state.nodes.map((n) => ({ name: n.name, netns: n.netns, ip: n.ip, pid: n.pid, ready: alive(n.pid) && logHas(n.log, 'ztunnel-ts ready') })),
+    pods: state.pods.map((p) => ({ namespace: p.namespace, name: p.name, node: p.node, ip: p.ip, netns: p.netns })),
+  };
+}
+
+export function findPod(ref: string): LabPod {
+  const [namespace, name] = ref.includes('/') ? ref.split('/', 2) : ['default', ref];
+  const pod = readLabState()?.pods.find((p) => p.namespace === namespace && p.name === name);
+  if (pod === undefined) throw new LabError(`no pod ${namespace}/${name} in the lab`);
+  return pod;
+}
+
+/** Runs a command inside a pod's network namespace, with the caller's stdio. */
+export function labExec(ref: string, cmd: readonly string[]): number {
+  const pod = findPod(ref);
+  const [bin, ...args] = cmd;
+  if (bin === undefined) throw new LabError('lab exec needs a command after --');
+  const r = spawnSync('nsenter', nsArgs(pod.netns, bin, args), { stdio: 'inherit' });
+  return r.status ?? 1;
+}

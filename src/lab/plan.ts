@@ -1,0 +1,95 @@
+// What the lab builds from the manifests: nodes on the fabric (172.18.0.0/24), pods with addresses from
+// their node's CIDR (10.244.N.0/24) where they have none, and network namespace and interface names.
+import { readFileSync } from 'node:fs';
+import { parseAllDocuments, stringify } from 'yaml';
+import { listManifestFiles } from '../sources/manifests.js';
+import { LabError } from './shell.js';
+
+export const NETNS_PREFIX = 'ztl-';
+export const FABRIC_NETNS = `${NETNS_PREFIX}fabric`;
+export const FABRIC_BRIDGE_IP = '172.18.0.1';
+
+export interface LabNode {
+  readonly name: string;
+  readonly index: number;
+  readonly netns: string;
+  readonly ip: string;
+  readonly podCidr: string;
+  /** Interface in the fabric netns, on the bridge. */
+  readonly fabricIf: string;
+}
+
+export interface LabPod {
+  readonly namespace: string;
+  readonly name: string;
+  readonly node: string;
+  readonly ip: string;
+  readonly netns: string;
+  /** Host-side veth in the node netns. */
+  readonly hostIf: string;
+}
+
+export interface LabPlan {
+  readonly nodes: LabNode[];
+  readonly pods: LabPod[];
+  /** The manifests with pod IPs and node addresses filled in: what the daemons and the CA read. */
+  readonly manifestText: string;
+}
+
+type Obj = { kind?: string; metadata?: { name?: string; namespace?: string }; spec?: { nodeName?: string }; status?: Record<string, unknown> };
+
+export function planLab(path: string): LabPlan {
+  const objects: Obj[] = [];
+  for (const file of listManifestFiles(path)) {
+    for (const doc of parseAllDocuments(readFileSync(file, 'utf8'))) {
+      if (doc.errors.length > 0) throw new LabError(`${file}: ${doc.errors[0]?.message ?? 'bad YAML'}`);
+      const o = doc.toJS() as Obj | null;
+      if (o !== null && typeof o === 'object') objects.push(o);
+    }
+  }
+  const nodeNames = new Set<string>();
+  for (const o of objects) {
+    if (o.kind === 'Node' && o.metadata?.name !== undefined) nodeNames.add(o.metadata.name);
+    if (o.kind === 'Pod' && o.spec?.nodeName !== undefined) nodeNames.add(o.spec.nodeName);
+  }
+  const nodes = [...nodeNames].sort().map((name, i): LabNode => ({
+    name,
+    index: i + 1,
+    netns: `${NETNS_PREFIX}${name}`.slice(0, 30),
+    ip: `172.18.0.${10 + i + 1}`,
+    podCidr: `10.244.${i + 1}.0/24`,
+    fabricIf: `zf${i + 1}`,
+  }));
+  if (nodes.length === 0) throw new LabError(`${path}: no Node and no Pod with spec.nodeName`);
+  const byName = new Map(nodes.map((n) => [n.name, n]));
+  const nextHost = new Map(nodes.map((n) => [n.name, 10]));
+  const pods: LabPod[] = [];
+  for (const o of objects) {
+    if (o.kind !== 'Pod') continue;
+    const node = byName.get(o.spec?.nodeName ?? '');
+    if (node === undefined) throw new LabError(`Pod ${o.metadata?.namespace ?? 'default'}/${o.metadata?.name ?? '?'}: spec.nodeName is required in the lab`);
+    let ip = typeof o.status?.['podIP'] === 'string' ? (o.status['podIP'] as string) : undefined;
+    if (ip === undefined) {
+      const host = nextHost.get(node.name) ?? 10;
+      nextHost.set(node.name, host + 1);
+      ip = `10.244.${node.index}.${host}`;
+      o.status = { ...o.status, podIP: ip };
+    }
+    const i = pods.filter((p) => p.node === node.name).length + 1;
+    pods.push({
+      namespace: o.metadata?.namespace ?? 'default',
+      name: o.metadata?.name ?? '',
+      node: node.name,
+      ip,
+      netns: `${NETNS_PREFIX}${node.index}-p${i}`,
+      hostIf: `zp${i}`,
+    });
+  }
+  for (const n of nodes) {
+    const existing = objects.find((o) => o.kind === 'Node' && o.metadata?.name === n.name);
+    const status = { addresses: [{ type: 'InternalIP', address: n.ip }] };
+    if (existing !== undefined) existing.status = status;
+    else objects.push({ kind: 'Node', metadata: { name: n.name }, status, ...{ apiVersion: 'v1' } } as Obj);
+  }
+  return { nodes, pods, manifestText: objects.map((o) => stringify(o)).join('---\n') };
+}

@@ -1,0 +1,26 @@
+// Running the probe tool (src/lab/probe.ts) inside lab pods: used by the demo and the lab tests.
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { findPod } from './lab.js';
+
+export const PROBE = fileURLToPath(new URL('./probe.js', import.meta.url));
+
+function podArgs(pod: string, args: readonly string[]): string[] {
+  return [`--net=/run/netns/${findPod(pod).netns}`, process.execPath, PROBE, ...args];
+}
+
+/** Runs the probe in a pod and returns the last line it printed. */
+export function probeInPod(pod: string, ...args: string[]): string {
+  const r = spawnSync('nsenter', podArgs(pod, args), { encoding: 'utf8', timeout: 60_000 });
+  return r.stdout.trim().split('\n').at(-1) ?? `${r.stderr}`;
+}
+
+/** Starts `probe serve` (echo :8080, whoami :9000) in each pod; they end with `lab down`. */
+export function startProbeServers(pods: readonly string[]): void {
+  for (const pod of pods) spawn('nsenter', podArgs(pod, ['serve']), { stdio: 'ignore', detached: true }).unref();
+}
+
+/** A long-running probe (e.g. `hold`) whose output the caller reads. */
+export function spawnProbe(pod: string, ...args: string[]): ReturnType<typeof spawn> {
+  return spawn('nsenter', podArgs(pod, args), { stdio: ['ignore', 'pipe', 'inherit'] });
+}

@@ -1,0 +1,193 @@
+// End to end through the eBPF datapath: a two-node lab of network namespaces, one daemon per node,
+// ordinary TCP from pods. Needs root (CI is root); skipped with the reason otherwise.
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { labDown, labNetns, labRestartNode, labUp, readLabState, type LabState } from '../../src/lab/lab.js';
+import { probeInPod, spawnProbe, startProbeServers } from '../../src/lab/probe-runner.js';
+
+const MANIFESTS = fileURLToPath(new URL('../../../manifests/examples/demo/cluster.yaml', import.meta.url));
+const CLIENT = '10.244.1.10';
+const CART_LOCAL = '10.244.1.11';
+const CART_REMOTE = '10.244.2.10';
+const OLD_APP = '10.244.2.11';
+const VIP = '10.96.0.20';
+
+const why =
+  process.getuid?.() !== 0
+    ? 'needs root for network namespaces and eBPF (CI runs as root)'
+    : spawnSync('nsenter', ['--version']).status !== 0
+      ? 'needs nsenter (util-linux)'
+      : undefined;
+
+interface ProbeResult {
+  ok: boolean;
+  error?: string;
+  seenAs?: string;
+  answeredBy?: string;
+  received?: number;
+  sent?: number;
+}
+
+function probe(pod: string, ...args: string[]): ProbeResult {
+  const line = probeInPod(pod, ...args);
+  try {
+    return JSON.parse(line) as ProbeResult;
+  } catch {
+    return { ok: false, error: `probe printed ${JSON.stringify(line)}` };
+  }
+}
+
+function logLines(state: LabState, node: string): Record<string, unknown>[] {
+  const n = state.nodes.find((x) => x.name === node);
+  return readFileSync(n?.log ?? '', 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+const connections = (state: LabState, node: string): Record<string, unknown>[] =>
+  logLines(state, node).filter((l) => l['msg'] === 'connection complete' || l['msg'] === 'connection failed');
+
+async function waitFor(what: string, pred: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function ourRules(netns: string | undefined): string {
+  const args = netns === undefined ? [] : [`--net=/run/netns/${netns}`];
+  const out: string[] = [];
+  for (const [cmd, cmdArgs] of [['iptables-save', []], ['nft', ['list', 'ruleset']]] as const) {
+    const r = spawnSync(netns === undefined ? cmd : 'nsenter', netns === undefined ? [...cmdArgs] : [...args, cmd, ...cmdArgs], { encoding: 'utf8' });
+    if (r.status === 0) out.push(r.stdout);
+  }
+  return out.join('\n').split('\n').filter((l) => /1500[168]|ztunnel/i.test(l)).join('\n');
+}
+
+t.test('eBPF capture in a two-node lab', { skip: why ?? false }, async (t) => {
+  if (labNetns().length > 0 || readLabState() !== undefined) await labDown();
+  t.teardown(labDown);
+  const state = await labUp(MANIFESTS);
+  startProbeServers(['shop/cart-local', 'shop/cart-remote', 'legacy/old-app']);
+  await waitFor('probe servers', () => [CART_LOCAL, CART_REMOTE, OLD_APP].every((ip) => probe('shop/client', 'whoami', ip, '9000', '2000').ok), 15_000);
+
+  t.test('cross-node captured TCP over HBONE: 64 MiB each way, SHA-256 equal, client IP seen', async (t) => {
+    const before = connections(state, 'node-2').length;
+    const r = probe('shop/client', 'send', CART_REMOTE, '8080', String(64 * 1024 * 1024));
+    t.match(r, { ok: true, received: 64 * 1024 * 1024 });
+    t.match(probe('shop/client', 'whoami', CART_REMOTE, '9000'), { ok: true, seenAs: CLIENT });
+    const inbound = connections(state, 'node-2').slice(before).find((l) => l['direction'] === 'inbound');
+    t.match(inbound, { 'src.identity': 'spiffe://cluster.local/ns/shop/sa/client', 'dst.identity': 'spiffe://cluster.local/ns/shop/sa/cart' }, 'went through node-2 daemon as HBONE');
+  });
+
+  t.test('same-node captured TCP: byte-exact, client IP seen', async (t) => {
+    t.match(probe('shop/client', 'send', CART_LOCAL, '8080', String(8 * 1024 * 1024)), { ok: true, received: 8 * 1024 * 1024 });
+    t.match(probe('shop/client', 'whoami', CART_LOCAL, '9000'), { ok: true, seenAs: CLIENT });
+  });
+
+  t.test('a service VIP spreads over endpoints on both nodes', async (t) => {
+    const answered = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      const r = probe('shop/client', 'whoami', VIP, '90');
+      t.equal(r.seenAs, CLIENT);
+      if (r.answeredBy !== undefined) answered.add(r.answeredBy);
+    }
+    t.same([...answered].sort(), [CART_LOCAL, CART_REMOTE]);
+  });
+
+  t.test('non-mesh pod to ambient pod goes through 15006 (plaintext inbound)', async (t) => {
+    const before = connections(state, 'node-2').length;
+    t.match(probe('legacy/old-app', 'whoami', CART_REMOTE, '9000'), { ok: true, seenAs: OLD_APP });
+    const line = connections(state, 'node-2').slice(before)[0];
+    t.match(line, { direction: 'inbound', 'src.workload': 'old-app', 'dst.workload': 'cart-remote' });
+    t.equal(line?.['src.identity'], undefined, 'no identity: plaintext');
+  });
+
+  t.test('ambient pod to non-mesh pod goes as plain TCP with its source IP', async (t) => {
+    const before = connections(state, 'node-1').length;
+    t.match(probe('shop/client', 'whoami', OLD_APP, '9000'), { ok: true, seenAs: CLIENT });
+    const line = connections(state, 'node-1').slice(before)[0];
+    t.match(line, { direction: 'outbound', 'dst.workload': 'old-app' });
+    t.equal(line?.['dst.hbone_addr'], undefined, 'not HBONE');
+  });
+
+  t.test('flipping the namespace label turns capture off and on, without restarting pods', async (t) => {
+    const original = readFileSync(state.manifests, 'utf8');
+    const flipped = original.replace('istio.io/dataplane-mode: ambient', 'istio.io/dataplane-mode: none');
+    t.not(flipped, original);
+    writeFileSync(state.manifests, flipped);
+    await waitFor('capture off', () => logLines(state, 'node-1').filter((l) => l['msg'] === 'captured workloads updated').at(-1)?.['captured']?.toString() === '');
+    let before = connections(state, 'node-1').length;
+    t.match(probe('shop/client', 'whoami', CART_REMOTE, '9000'), { ok: true, seenAs: CLIENT });
+    t.equal(connections(state, 'node-1').length, before, 'no longer through the daemon');
+    writeFileSync(state.manifests, original);
+    await waitFor('capture on', () => String(logLines(state, 'node-1').filter((l) => l['msg'] === 'captured workloads updated').at(-1)?.['captured'] ?? '').includes(CLIENT));
+    before = connections(state, 'node-1').length;
+    t.match(probe('shop/client', 'whoami', CART_REMOTE, '9000'), { ok: true, seenAs: CLIENT });
+    t.ok(connections(state, 'node-1').length > before, 'through the daemon again');
+  });
+
+  t.test('a DENY policy applied to the running lab closes an open connection and blocks new ones; removing it restores', async (t) => {
+    const original = readFileSync(state.manifests, 'utf8');
+    const hold = spawnProbe('shop/client', 'hold', CART_REMOTE, '8080', '20');
+    let out = '';
+    hold.stdout?.on('data', (c: Buffer) => (out += String(c)));
+    await waitFor('held connection', () => out.includes('connected'));
+    await new Promise((r) => setTimeout(r, 300));
+    writeFileSync(
+      state.manifests,
+      `${original}---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: deny-client, namespace: shop }
+spec:
+  action: DENY
+  selector: { matchLabels: { app: cart } }
+  rules:
+  - from: [{ source: { principals: ["cluster.local/ns/shop/sa/client"] } }]
+`,
+    );
+    await new Promise<void>((r) => hold.once('exit', () => r()));
+    const ended = JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as { ended?: string; pongs?: number };
+    t.not(ended.ended, 'still open', `the open connection was closed (${ended.ended ?? '?'})`);
+    t.ok((ended.pongs ?? 0) > 0, 'it carried traffic before');
+    t.match(probe('shop/client', 'whoami', CART_REMOTE, '9000', '3000'), { ok: false }, 'a new connection is refused');
+    t.ok(logLines(state, 'node-2').some((l) => l['policy'] === 'shop/deny-client'), 'node-2 names the deciding policy');
+    writeFileSync(state.manifests, original);
+    await waitFor('policy removed', () => probe('shop/client', 'whoami', CART_REMOTE, '9000', '2000').ok, 10_000);
+    t.pass('removing the policy restores access');
+  });
+
+  t.test('a killed daemon fails closed; a restarted one works again', async (t) => {
+    const node1 = readLabState()?.nodes.find((n) => n.name === 'node-1');
+    process.kill(node1?.pid ?? 0, 'SIGKILL');
+    await waitFor('daemon gone', () => {
+      try {
+        process.kill(node1?.pid ?? 0, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    t.match(probe('shop/client', 'whoami', CART_REMOTE, '9000', '2000'), { ok: false, error: 'timeout' }, 'no bypass while the daemon is down');
+    await labRestartNode('node-1');
+    t.match(probe('shop/client', 'whoami', CART_REMOTE, '9000'), { ok: true, seenAs: CLIENT });
+  });
+
+  t.test('no iptables or nft rule of ours exists', async (t) => {
+    for (const ns of [undefined, ...labNetns()]) t.equal(ourRules(ns), '', `rules in ${ns ?? 'the host namespace'}`);
+  });
+
+  t.test('lab down removes namespaces, hooks, rules and processes', async (t) => {
+    const pids = (readLabState()?.nodes ?? []).map((n) => n.pid);
+    await labDown();
+    await labDown(); // idempotent
+    t.same(labNetns(), []);
+    t.equal(readLabState(), undefined);
+    for (const pid of pids) t.throws(() => process.kill(pid, 0), `daemon ${pid} is gone`);
+  });
+});
