@@ -88,7 +88,13 @@ static __always_inline int capture(struct __sk_buff *skb, const bool from_pod)
 	 *    handshake, or a reply to the daemon's source-preserving upstream socket, even in TIME_WAIT). */
 	sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
 	if (sk) {
-		if (sk->state != BPF_TCP_LISTEN)
+		/* A TIME_WAIT socket of the daemon gets the late packets of its own flow, but never a new SYN,
+		 * and nothing between pods that are no longer captured: after a label flip they talk directly
+		 * and may reuse the 4-tuple, and would otherwise stall on retransmits for up to 60 s. */
+		int stale = sk->state == BPF_TCP_TIME_WAIT &&
+			    ((tcp->syn && !tcp->ack) || !(captured(ip->saddr) || captured(ip->daddr)));
+
+		if (sk->state != BPF_TCP_LISTEN && !stale)
 			return assign(skb, sk, cfg, STAT_ASSIGNED_ESTABLISHED);
 		bpf_sk_release(sk);
 	}

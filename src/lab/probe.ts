@@ -2,6 +2,8 @@
 //   serve                      echo on :8080, "whoami" (the peer's address) on :9000, until killed
 //   send IP PORT BYTES         send BYTES random bytes, half-close, read the echo; prints JSON with SHA-256s
 //   hold IP PORT SECONDS       keep an echo connection busy (a ping every 100 ms); prints how it ended
+//   connrate IP PORT COUNT CONC  COUNT connections (CONC at once), each 64 bytes echoed; latency percentiles
+//   pingpong IP PORT COUNT     COUNT 64-byte round trips on one connection; latency percentiles
 //   whoami IP PORT [TIMEOUT_MS] prints the address the server saw us as, and which server answered
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
@@ -65,6 +67,73 @@ if (mode === 'serve') {
     setInterval(() => s.write('ping'), 100);
     setTimeout(() => end('still open'), Number(seconds ?? 10) * 1000);
   });
+} else if (mode === 'connrate' || mode === 'pingpong') {
+  const [ip, port, countText, concText] = args;
+  const count = Number(countText ?? 1000);
+  const payload = Buffer.alloc(64, 7);
+  const samples: number[] = [];
+  let begun = 0;
+  const started = process.hrtime.bigint();
+  const oneConnection = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const t0 = process.hrtime.bigint();
+      const s = net.connect({ host: ip ?? '', port: Number(port), noDelay: true });
+      let got = 0;
+      s.on('error', reject);
+      s.on('connect', () => s.write(payload));
+      s.on('data', (c: Buffer) => {
+        got += c.length;
+        if (got >= payload.length) {
+          samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
+          s.destroy();
+          resolve();
+        }
+      });
+    });
+  const pingpong = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const s = net.connect({ host: ip ?? '', port: Number(port), noDelay: true });
+      let got = 0;
+      let t0 = 0n;
+      const send = (): void => {
+        got = 0;
+        t0 = process.hrtime.bigint();
+        s.write(payload);
+      };
+      s.on('error', reject);
+      s.on('connect', send);
+      s.on('data', (c: Buffer) => {
+        got += c.length;
+        if (got < payload.length) return;
+        samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        if (samples.length >= count) {
+          s.destroy();
+          resolve();
+        } else send();
+      });
+    });
+  const work =
+    mode === 'pingpong'
+      ? pingpong()
+      : Promise.all(
+          Array.from({ length: Number(concText ?? 1) }, async () => {
+            while (begun < count) {
+              begun += 1;
+              await oneConnection();
+            }
+          }),
+        );
+  work.then(
+    () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const sorted = [...samples].sort((a, b) => a - b);
+      const pct = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+      process.stdout.write(
+        `${JSON.stringify({ ok: true, mode, count: sorted.length, perSecond: sorted.length / seconds, p50: pct(0.5), p90: pct(0.9), p99: pct(0.99) })}\n`,
+      );
+    },
+    (e: Error) => fail(e.message),
+  );
 } else {
-  fail(`usage: probe serve | send IP PORT BYTES | hold IP PORT SECONDS | whoami IP PORT [TIMEOUT_MS]`);
+  fail('usage: probe serve | send IP PORT BYTES | hold IP PORT SECONDS | connrate IP PORT COUNT CONC | pingpong IP PORT COUNT | whoami IP PORT [TIMEOUT_MS]');
 }

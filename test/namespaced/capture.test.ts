@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { labDown, labNetns, labRestartNode, labUp, readLabState, type LabState } from '../../src/lab/lab.js';
+import { findPod, labDown, labNetns, labRestartNode, labUp, readLabState, type LabState } from '../../src/lab/lab.js';
 import { probeInPod, spawnProbe, startProbeServers } from '../../src/lab/probe-runner.js';
 
 const MANIFESTS = fileURLToPath(new URL('../../../manifests/examples/demo/cluster.yaml', import.meta.url));
@@ -117,13 +117,25 @@ t.test('eBPF capture in a two-node lab', { skip: why ?? false }, async (t) => {
 
   t.test('flipping the namespace label turns capture off and on, without restarting pods', async (t) => {
     const original = readFileSync(state.manifests, 'utf8');
+    // Leave daemon sockets in TIME_WAIT on every tuple the client pod will then use directly: a port range
+    // of exactly 300, whose ports the client may reuse after 1 s (tcp_tw_reuse).
+    const clientSysctl = (...kv: string[]): void => void spawnSync('nsenter', [`--net=/run/netns/${findPod('shop/client').netns}`, 'sysctl', '-qw', ...kv]);
+    clientSysctl('net.ipv4.ip_local_port_range=40000 40299', 'net.ipv4.tcp_tw_reuse=1');
+    t.teardown(() => clientSysctl('net.ipv4.ip_local_port_range=32768 60999', 'net.ipv4.tcp_tw_reuse=2'));
+    t.match(probe('shop/client', 'connrate', CART_REMOTE, '8080', '300', '4'), { ok: true, count: 300 });
     const flipped = original.replace('istio.io/dataplane-mode: ambient', 'istio.io/dataplane-mode: none');
     t.not(flipped, original);
     writeFileSync(state.manifests, flipped);
+    await new Promise((r) => setTimeout(r, 1500));
     await waitFor('capture off', () => logLines(state, 'node-1').filter((l) => l['msg'] === 'captured workloads updated').at(-1)?.['captured']?.toString() === '');
     let before = connections(state, 'node-1').length;
     t.match(probe('shop/client', 'whoami', CART_REMOTE, '9000'), { ok: true, seenAs: CLIENT });
     t.equal(connections(state, 'node-1').length, before, 'no longer through the daemon');
+    // Regression: the daemon's TIME_WAIT sockets used to take the direct flows' SYN-ACKs, so connections
+    // hung until the kernel's 1 s SYN retransmit. Not a speed check: a swallowed packet costs ≥ 1000 ms.
+    const direct = probe('shop/client', 'connrate', CART_REMOTE, '8080', '300', '4') as ProbeResult & { count?: number; p99?: number };
+    t.equal(direct.count, 300);
+    t.ok((direct.p99 ?? Infinity) < 900, `no direct connection waited for a retransmit (p99 ${direct.p99 ?? '?'} ms)`);
     writeFileSync(state.manifests, original);
     await waitFor('capture on', () => String(logLines(state, 'node-1').filter((l) => l['msg'] === 'captured workloads updated').at(-1)?.['captured'] ?? '').includes(CLIENT));
     before = connections(state, 'node-1').length;
