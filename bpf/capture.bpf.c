@@ -126,13 +126,13 @@ static __always_inline int capture(struct __sk_buff *skb, const bool from_pod)
 }
 
 SEC("tc")
-int ztunnel_capture_pod(struct __sk_buff *skb)
+int capture_pod(struct __sk_buff *skb)
 {
 	return capture(skb, true);
 }
 
 SEC("tc")
-int ztunnel_capture_uplink(struct __sk_buff *skb)
+int capture_uplink(struct __sk_buff *skb)
 {
 	return capture(skb, false);
 }

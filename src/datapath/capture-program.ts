@@ -13,7 +13,8 @@ export type StatName = (typeof STAT_NAMES)[number];
 export const WORKLOAD_CAPTURED = 0x1;
 export type HookKind = 'pod' | 'uplink';
 
-const PROGRAMS: Record<HookKind, string> = { pod: 'ztunnel_capture_pod', uplink: 'ztunnel_capture_uplink' };
+// Kernel program names are cut at 15 characters; these are what tc and bpftool show.
+const PROGRAMS: Record<HookKind, string> = { pod: 'capture_pod', uplink: 'capture_uplink' };
 
 export interface CaptureConfig {
   readonly outboundPort: number;

@@ -13,6 +13,7 @@ const CART_LOCAL = '10.244.1.11';
 const CART_REMOTE = '10.244.2.10';
 const OLD_APP = '10.244.2.11';
 const VIP = '10.96.0.20';
+const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 const why =
   process.getuid?.() !== 0
@@ -172,6 +173,35 @@ spec:
     writeFileSync(state.manifests, original);
     await waitFor('policy removed', () => probe('shop/client', 'whoami', CART_REMOTE, '9000', '2000').ok, 10_000);
     t.pass('removing the policy restores access');
+  });
+
+  t.test('lab status --json describes nodes and pods', async (t) => {
+    const r = spawnSync(process.execPath, [CLI, 'lab', 'status', '--json'], { encoding: 'utf8' });
+    const status = JSON.parse(r.stdout) as { nodes: Record<string, unknown>[]; pods: Record<string, unknown>[] };
+    t.match(status.nodes, [
+      { name: 'node-1', netns: 'ztl-node-1', ip: '172.18.0.11', pid: Number, ready: true },
+      { name: 'node-2', netns: 'ztl-node-2', ip: '172.18.0.12', pid: Number, ready: true },
+    ]);
+    t.match(status.pods.find((p) => p['name'] === 'client'), { namespace: 'shop', node: 'node-1', ip: CLIENT, netns: String });
+  });
+
+  t.test('a clean stop removes its tc hooks and ip rule; a restart puts them back', async (t) => {
+    const node2 = readLabState()?.nodes.find((n) => n.name === 'node-2');
+    const ns = (cmd: string, ...args: string[]): string => spawnSync('nsenter', [`--net=/run/netns/ztl-node-2`, cmd, ...args], { encoding: 'utf8' }).stdout;
+    t.match(ns('tc', 'filter', 'show', 'dev', 'eth0', 'ingress'), /capture_uplink/, 'hooked while running');
+    process.kill(node2?.pid ?? 0, 'SIGTERM');
+    await waitFor('daemon exit', () => {
+      try {
+        process.kill(node2?.pid ?? 0, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    t.equal(ns('tc', 'filter', 'show', 'dev', 'eth0', 'ingress').trim(), '', 'no filter left on the uplink');
+    t.notMatch(ns('ip', 'rule', 'show'), /fwmark/, 'no fwmark rule left');
+    await labRestartNode('node-2');
+    t.match(probe('shop/client', 'whoami', CART_REMOTE, '9000'), { ok: true, seenAs: CLIENT });
   });
 
   t.test('a killed daemon fails closed; a restarted one works again', async (t) => {
