@@ -23,11 +23,18 @@ import { TransparentSocketFactory } from './datapath/transparent-sockets.js';
 import { unmapIPv4 } from './hbone/server.js';
 import { handleSocksConnection } from './proxy/socks5.js';
 import { ManifestSource } from './sources/manifests.js';
+import { LOG_LEVELS, startAdminServer, startMetricsServer, startReadinessServer } from './admin/servers.js';
+import type { Telemetry } from './telemetry/access-log.js';
+import { FlowBus } from './telemetry/flows.js';
+import { Metrics } from './telemetry/metrics.js';
+import type http from 'node:http';
 
 export interface AppDeps {
   readonly sockets?: SocketFactory;
   readonly authorizer?: Authorizer;
   readonly timeouts?: Partial<HboneTimeouts>;
+  /** Called on POST /quitquitquit (the CLI drains and exits). */
+  readonly onQuit?: () => void;
 }
 
 export class App {
@@ -39,7 +46,15 @@ export class App {
   readonly inbound: InboundProxy;
   readonly outbound: OutboundProxy;
   readonly #logger: Logger;
+  /** Every logger this daemon made, so POST /logging changes them all (pino children keep their level). */
+  readonly #loggers: Logger[] = [];
   readonly #pi: ProxyInputs;
+  readonly #deps: AppDeps;
+  readonly metrics: Metrics;
+  readonly flows = new FlowBus();
+  readonly #httpServers: http.Server[] = [];
+  readonly #addresses: Record<'admin' | 'metrics' | 'readiness', AddressInfo | undefined> = { admin: undefined, metrics: undefined, readiness: undefined };
+  #listening = false;
   readonly #source: ManifestSource;
   readonly #hboneListeners = new Map<string, net.Server>();
   readonly #captureListeners: net.Server[] = [];
@@ -52,15 +67,28 @@ export class App {
   private constructor(config: Config, logger: Logger, certSource: CertificateSource, deps: AppDeps) {
     this.config = config;
     this.#logger = logger;
+    this.#loggers.push(logger);
+    this.#deps = deps;
+    const child = (component: string): Logger => {
+      const l = logger.child({ component });
+      this.#loggers.push(l);
+      return l;
+    };
     const timeouts = { ...DEFAULT_TIMEOUTS, ...deps.timeouts };
     const sockets = deps.sockets ?? (config.capture === 'ebpf' ? new TransparentSocketFactory() : new PlainSocketFactory());
-    this.certs = new CertManager(certSource, logger.child({ component: 'certs' }));
+    this.certs = new CertManager(certSource, child('certs'));
     this.pool = new HbonePool({
       certs: this.certs,
       dial: (dst, srcIp, signal) => sockets.connect(dst, srcIp, signal),
-      logger: logger.child({ component: 'pool' }),
+      logger: child('pool'),
       timeouts,
     });
+    this.metrics = new Metrics({
+      pool: () => this.pool.stats,
+      certificates: () => this.certs.snapshot(),
+      ebpf: () => this.#datapath?.stats() as Record<string, bigint> | undefined,
+    });
+    const telemetry: Telemetry = { node: config.nodeName, logger: child('access'), metrics: this.metrics, flows: this.flows };
     this.#pi = Object.freeze({
       nodeName: config.nodeName,
       trustDomain: config.trustDomain,
@@ -70,28 +98,29 @@ export class App {
       certs: this.certs,
       pool: this.pool,
       sockets,
-      authorizer: deps.authorizer ?? new PolicyEngine({ state: this.state, rootNamespace: config.rootNamespace, logger: logger.child({ component: 'authz' }) }),
-      logger: logger.child({ component: 'proxy' }),
+      authorizer: deps.authorizer ?? new PolicyEngine({ state: this.state, rootNamespace: config.rootNamespace, logger: child('authz') }),
+      logger: child('proxy'),
+      telemetry,
     });
     this.inbound = new InboundProxy(this.#pi);
     this.outbound = new OutboundProxy(this.#pi, this.inbound);
     this.hbone = new HboneServer({
       certs: this.certs,
       trustDomain: config.trustDomain,
-      logger: logger.child({ component: 'hbone' }),
+      logger: child('hbone'),
       timeouts,
       identityFor: (ip) => this.inbound.localWorkload(ip)?.identity,
       onRequest: (req) => this.inbound.handleHbone(req),
     });
     this.#datapath =
       config.capture === 'ebpf'
-        ? new EbpfDatapath({ state: this.state, nodeName: config.nodeName, uplinks: config.uplinks, hbonePort: config.hbonePort, logger: logger.child({ component: 'datapath' }) })
+        ? new EbpfDatapath({ state: this.state, nodeName: config.nodeName, uplinks: config.uplinks, hbonePort: config.hbonePort, logger: child('datapath') })
         : undefined;
     this.#source = new ManifestSource({
       path: config.manifests,
       state: this.state,
       trustDomain: config.trustDomain,
-      logger: logger.child({ component: 'manifests' }),
+      logger: child('manifests'),
     });
   }
 
@@ -102,6 +131,7 @@ export class App {
   }
 
   async #start(): Promise<void> {
+    await this.#startHttp();
     this.state.on('change', () => this.#onStateChange());
     await this.#source.start();
     await this.#reconciling;
@@ -114,7 +144,67 @@ export class App {
       });
       this.#logger.info({ address: `${socks.host}:${(this.#socks.address() as AddressInfo).port}` }, 'socks5 listening');
     }
+    this.#listening = true;
     this.#logger.info({ node: this.config.nodeName, workloads: this.#localWorkloads().length }, 'ztunnel-ts ready');
+  }
+
+  /** Admin, metrics and readiness come up first, so readiness can say what is still pending. */
+  async #startHttp(): Promise<void> {
+    const c = this.config;
+    const admin = await startAdminServer(c.adminAddress, {
+      configDump: () => this.configDump(),
+      setLogLevel: (level) => {
+        if (!(LOG_LEVELS as readonly string[]).includes(level)) return false;
+        for (const l of this.#loggers) l.level = level;
+        this.#logger.warn({ level }, 'log level changed');
+        return true;
+      },
+      quit: () => (this.#deps.onQuit ?? (() => void this.drain()))(),
+      flows: this.flows,
+    });
+    const metrics = await startMetricsServer(c.metricsAddress, this.metrics);
+    const readiness = await startReadinessServer(c.readinessAddress, () => this.pending());
+    this.#httpServers.push(admin.server, metrics.server, readiness.server);
+    this.#addresses.admin = admin.address;
+    this.#addresses.metrics = metrics.address;
+    this.#addresses.readiness = readiness.address;
+  }
+
+  /** Where the admin, metrics and readiness servers listen (port 0 in tests resolves here). */
+  get addresses(): Readonly<Record<'admin' | 'metrics' | 'readiness', AddressInfo | undefined>> {
+    return this.#addresses;
+  }
+
+  /** What readiness waits for: state loaded, listeners up, a certificate for every local workload. */
+  pending(): string[] {
+    const out: string[] = [];
+    if (!this.state.loaded) out.push('state: manifests not loaded');
+    if (!this.#listening) out.push('listeners: not up yet');
+    const missing = [...new Set(this.#localWorkloads().map((w) => w.identity))].filter((id) => this.certs.peek(id) === undefined);
+    if (missing.length > 0) out.push(`certificates: ${missing.join(', ')}`);
+    return out;
+  }
+
+  configDump(): unknown {
+    const snap = this.state.snapshot;
+    const engine = this.#pi.authorizer instanceof PolicyEngine ? this.#pi.authorizer : undefined;
+    return {
+      node: this.config.nodeName,
+      config: { ...this.config },
+      workloads: snap.workloads,
+      services: snap.services.map((s) => ({ ...s, endpoints: this.state.endpointsOf(s).map((w) => w.uid) })),
+      policies: engine?.policies ?? [],
+      certificates: this.certs.snapshot().map((c) => ({
+        identity: c.identity,
+        serial: c.serial,
+        notBefore: c.notBefore.toISOString(),
+        notAfter: c.notAfter.toISOString(),
+        expiresInSeconds: Math.round((c.notAfter.getTime() - Date.now()) / 1000),
+      })),
+      manifestErrors: this.manifestErrors.map((e) => e.message),
+      pool: this.pool.stats,
+      capture: this.config.capture === 'ebpf' ? Object.fromEntries(Object.entries(this.#datapath?.stats() ?? {}).map(([k, v]) => [k, Number(v)])) : null,
+    };
   }
 
   /** Transparent listeners first, then the tc hooks, so no captured packet finds no socket. */
@@ -221,6 +311,10 @@ export class App {
     this.certs.close();
     // Hooks go last: established captured flows need them until they are cut.
     this.#datapath?.stop();
+    for (const s of this.#httpServers) {
+      s.close();
+      s.closeAllConnections();
+    }
     this.#logger.info({ cutConnections: cut }, 'drained');
   }
 }

@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { registerAuthz } from './authz.js';
 import { registerCa } from './ca.js';
 import { registerLab } from './lab.js';
+import { registerObserve } from './observe.js';
 import { registerRun } from './run.js';
 import { EXIT_USAGE, isInputError } from './usage-error.js';
 
@@ -16,6 +17,7 @@ registerRun(program);
 registerCa(program);
 registerAuthz(program);
 registerLab(program);
+registerObserve(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -20,13 +20,16 @@ export function registerRun(program: Command): void {
     .option('--capture <mode>', 'none (SOCKS5 entry only) or ebpf (tc capture, transparent listeners)', 'none')
     .option('--uplink <ifname...>', 'with --capture ebpf: interfaces to the other nodes')
     .option('--socks5 [ip:port]', 'serve SOCKS5 into the outbound path (default 127.0.0.1:15080)')
+    .option('--admin <ip:port>', 'admin endpoint (config_dump, logging, quitquitquit, flows)', '127.0.0.1:15000')
+    .option('--metrics <ip:port>', 'Prometheus endpoint', '0.0.0.0:15020')
+    .option('--readiness <ip:port>', 'readiness endpoint', '0.0.0.0:15021')
     .option('--drain-seconds <s>', 'how long SIGTERM waits for open connections', '5')
     .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
     .option('--log-format <fmt>', 'json or pretty', 'json')
     .action(async (flags: Record<string, unknown>) => {
       const config = configFromFlags(flags);
       const logger = createLogger(config.logLevel, config.logFormat);
-      const app = await App.start(config, logger);
+      const app = await App.start(config, logger, { onQuit: () => stop('quitquitquit') });
       let stopping = false;
       const stop = (signal: string): void => {
         if (stopping) return;

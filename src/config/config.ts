@@ -14,8 +14,7 @@ export class ConfigError extends Error {
 
 export const DEFAULT_SOCKS5 = { host: '127.0.0.1', port: 15080 } as const;
 
-const hostPort = z.union([z.literal(true), z.string()]).transform((v, ctx) => {
-  if (v === true) return DEFAULT_SOCKS5;
+function parseHostPort(v: string, ctx: z.RefinementCtx): { host: string; port: number } {
   const m = /^(.*):(\d{1,5})$/.exec(v);
   const host = m?.[1]?.replace(/^\[(.*)\]$/, '$1') ?? '';
   const port = Number(m?.[2]);
@@ -24,7 +23,10 @@ const hostPort = z.union([z.literal(true), z.string()]).transform((v, ctx) => {
     return z.NEVER;
   }
   return { host, port };
-});
+}
+
+const hostPort = z.union([z.literal(true), z.string()]).transform((v, ctx) => (v === true ? DEFAULT_SOCKS5 : parseHostPort(v, ctx)));
+const address = (fallback: string) => z.string().default(fallback).transform(parseHostPort);
 
 const seconds = (name: string) =>
   z.coerce.number({ error: `${name} must be a number of seconds` }).positive(`${name} must be positive`);
@@ -44,6 +46,9 @@ export const runFlagsSchema = z
     capture: z.enum(['none', 'ebpf'], { error: '--capture must be none or ebpf' }).default('none'),
     uplink: z.array(z.string().min(1)).default([]),
     drainSeconds: seconds('--drain-seconds').default(5),
+    admin: address('127.0.0.1:15000'),
+    metrics: address('0.0.0.0:15020'),
+    readiness: address('0.0.0.0:15021'),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
     logFormat: z.enum(['json', 'pretty']).default('json'),
   })
@@ -78,6 +83,12 @@ export interface Config {
   readonly uplinks: readonly string[];
   readonly hbonePort: number;
   readonly drainMs: number;
+  /** /config_dump, /logging, /quitquitquit, /flows. */
+  readonly adminAddress: { readonly host: string; readonly port: number };
+  /** /metrics and /stats/prometheus. */
+  readonly metricsAddress: { readonly host: string; readonly port: number };
+  /** /healthz/ready. */
+  readonly readinessAddress: { readonly host: string; readonly port: number };
   readonly upstreamConnectMs: number;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   readonly logFormat: 'json' | 'pretty';
@@ -108,6 +119,9 @@ export function configFromFlags(raw: Record<string, unknown>): Config {
     uplinks: f.uplink,
     hbonePort: 15008,
     drainMs: f.drainSeconds * 1000,
+    adminAddress: f.admin,
+    metricsAddress: f.metrics,
+    readinessAddress: f.readiness,
     upstreamConnectMs: 10_000,
     logLevel: f.logLevel,
     logFormat: f.logFormat,

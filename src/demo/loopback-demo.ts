@@ -35,7 +35,7 @@ async function main(): Promise<void> {
       const d = startProcess(node, [
         'run', '--node', node, '--manifests', MANIFESTS,
         '--ca-url', 'https://127.77.0.1:15012', '--ca-token', join(dir, `${node}.jwt`), '--ca-root', join(caDir, 'root-cert.pem'),
-        '--socks5', `${ip}:15080`,
+        '--socks5', `${ip}:15080`, '--admin', `${ip}:15000`, '--metrics', `${ip}:15020`, '--readiness', `${ip}:15021`,
       ]);
       procs.push(d);
       await d.waitFor((l) => l['msg'] === 'ztunnel-ts ready');

@@ -81,14 +81,16 @@ export class InboundProxy {
 
   /** Serves one HBONE CONNECT stream: 200 and bytes, or 401/503. */
   handleHbone(req: HboneRequest): void {
-    const record = new ConnectionRecord(this.#pi.logger, {
+    const record = new ConnectionRecord(this.#pi.telemetry, {
       direction: 'inbound',
       src: req.src,
       srcWorkload: this.#pi.state.workloadByIp(req.src.ip),
       srcIdentity: req.peerIdentity,
       dst: req.dst,
+      dstWorkload: this.localWorkload(req.dst.ip),
       dstIdentity: req.localIdentity,
       hboneAddr: req.dst,
+      mtls: true,
     });
     const progress: CopyProgress = { aToB: 0, bToA: 0 };
     this.open(req.src, req.peerIdentity, req.dst).then(
@@ -96,17 +98,15 @@ export class InboundProxy {
         record.fields.dstWorkload = workload;
         if (req.stream.destroyed) {
           upstream.destroy();
-          record.record({ bytesSent: 0, bytesRecv: 0, error: new Error('client went away'), flag: 'DOWNSTREAM_RESET' });
+          record.record({ clientToServer: 0, serverToClient: 0, error: new Error('client went away'), flag: 'DOWNSTREAM_RESET' });
           return;
         }
         req.stream.respond({ ':status': 200 });
-        copyBidirectional(req.stream, upstream, progress).then(
-          (r) => record.record({ bytesSent: r.bToA, bytesRecv: r.aToB }),
-          (err: Error) => record.record({ bytesSent: progress.bToA, bytesRecv: progress.aToB, error: err, flag: 'CONNECTION_TERMINATED' }),
-        );
+        record.opened();
+        record.track(copyBidirectional(req.stream, upstream, progress), progress);
       },
       (err: Error) => {
-        record.record({ bytesSent: 0, bytesRecv: 0, error: err, flag: flagFor(err) });
+        record.record({ clientToServer: 0, serverToClient: 0, error: err, flag: flagFor(err) });
         if (!req.stream.destroyed && !req.stream.headersSent) {
           req.stream.respond({ ':status': statusFor(err) }, { endStream: true });
         } else {
@@ -120,20 +120,24 @@ export class InboundProxy {
   handlePlaintext(client: net.Socket, origDst: SocketAddress): void {
     client.on('error', () => undefined);
     const src = { ip: client.remoteAddress ?? '', port: client.remotePort ?? 0 };
-    const record = new ConnectionRecord(this.#pi.logger, { direction: 'inbound', src, srcWorkload: this.#pi.state.workloadByIp(src.ip), dst: origDst });
+    const record = new ConnectionRecord(this.#pi.telemetry, {
+      direction: 'inbound',
+      src,
+      srcWorkload: this.#pi.state.workloadByIp(src.ip),
+      dst: origDst,
+      dstWorkload: this.localWorkload(origDst.ip),
+    });
     const progress: CopyProgress = { aToB: 0, bToA: 0 };
     this.open(src, undefined, origDst).then(
       ({ upstream, workload }) => {
         record.fields.dstWorkload = workload;
         record.fields.dstIdentity = workload.identity;
         client.resume();
-        copyBidirectional(client, upstream, progress).then(
-          (r) => record.record({ bytesSent: r.bToA, bytesRecv: r.aToB }),
-          (err: Error) => record.record({ bytesSent: progress.bToA, bytesRecv: progress.aToB, error: err, flag: 'CONNECTION_TERMINATED' }),
-        );
+        record.opened();
+        record.track(copyBidirectional(client, upstream, progress), progress);
       },
       (err: Error) => {
-        record.record({ bytesSent: 0, bytesRecv: 0, error: err, flag: flagFor(err) });
+        record.record({ clientToServer: 0, serverToClient: 0, error: err, flag: flagFor(err) });
         client.resetAndDestroy();
       },
     );

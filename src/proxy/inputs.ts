@@ -5,6 +5,7 @@ import type { HboneTimeouts } from '../hbone/constants.js';
 import type { HbonePool } from '../hbone/pool.js';
 import type { CertManager } from '../identity/cert-manager.js';
 import type { State } from '../model/state.js';
+import type { Telemetry } from '../telemetry/access-log.js';
 import type { SocketFactory } from './sockets.js';
 
 export interface ProxyInputs {
@@ -18,4 +19,5 @@ export interface ProxyInputs {
   readonly sockets: SocketFactory;
   readonly authorizer: Authorizer;
   readonly logger: Logger;
+  readonly telemetry: Telemetry;
 }

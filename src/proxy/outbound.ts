@@ -39,7 +39,7 @@ export class OutboundProxy {
   handle(client: net.Socket, src: SocketAddress, dst: SocketAddress, hooks: OutboundHooks = {}): void {
     client.on('error', () => undefined);
     const source = this.sourceWorkload(src.ip);
-    const record = new ConnectionRecord(this.#pi.logger, {
+    const record = new ConnectionRecord(this.#pi.telemetry, {
       direction: 'outbound',
       src,
       srcWorkload: source,
@@ -47,7 +47,7 @@ export class OutboundProxy {
       dst,
     });
     const fail = (err: Error, flag: string): void => {
-      record.record({ bytesSent: 0, bytesRecv: 0, error: err, flag });
+      record.record({ clientToServer: 0, serverToClient: 0, error: err, flag });
       if (hooks.onFailed !== undefined) hooks.onFailed(err, flag);
       else client.resetAndDestroy();
     };
@@ -65,17 +65,18 @@ export class OutboundProxy {
     record.fields.dstWorkload = req.dstWorkload;
     record.fields.dstIdentity = req.kind === 'tcp' ? undefined : req.dstWorkload.identity;
     record.fields.dstService = req.service?.uid;
-    if (req.kind === 'hbone') record.fields.hboneAddr = req.nextHop;
+    if (req.kind === 'hbone') {
+      record.fields.hboneAddr = req.nextHop;
+      record.fields.mtls = true;
+    }
 
     this.#open(req, source, src).then(
       (upstream) => {
         hooks.onEstablished?.();
         client.resume();
         const progress: CopyProgress = { aToB: 0, bToA: 0 };
-        copyBidirectional(client, upstream, progress).then(
-          (r) => record.record({ bytesSent: r.aToB, bytesRecv: r.bToA }),
-          (err: Error) => record.record({ bytesSent: progress.aToB, bytesRecv: progress.bToA, error: err, flag: 'CONNECTION_TERMINATED' }),
-        );
+        record.opened();
+        record.track(copyBidirectional(client, upstream, progress), progress);
       },
       (err: Error) => fail(err, outboundFlag(err)),
     );

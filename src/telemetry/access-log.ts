@@ -1,9 +1,20 @@
-// One access-log line per finished connection, written exactly once.
+// Each connection's telemetry, recorded exactly once when it ends: one access-log line, the Istio TCP
+// metrics for its reporter, and flow events (open when established, close or deny when done).
 import type { Logger } from 'pino';
 import { formatAddress, type SocketAddress } from '../hbone/headers.js';
 import type { Workload } from '../model/types.js';
+import type { CopyProgress, CopyResult } from '../proxy/copy.js';
+import type { FlowBus, FlowEvent } from './flows.js';
+import { UNKNOWN, workloadLabels, type Metrics, type TcpLabels } from './metrics.js';
 
 export type Direction = 'outbound' | 'inbound';
+
+export interface Telemetry {
+  readonly node: string;
+  readonly logger: Logger;
+  readonly metrics: Metrics | undefined;
+  readonly flows: FlowBus | undefined;
+}
 
 export interface ConnectionFields {
   readonly direction: Direction;
@@ -13,26 +24,33 @@ export interface ConnectionFields {
   dst: SocketAddress;
   dstWorkload?: Workload | undefined;
   dstIdentity?: string | undefined;
+  /** "namespace/name" of the service the client addressed. */
   dstService?: string | undefined;
   hboneAddr?: SocketAddress | undefined;
+  /** Carried over mutual TLS (HBONE). */
+  mtls?: boolean;
 }
 
 export interface ConnectionOutcome {
-  readonly bytesSent: number;
-  readonly bytesRecv: number;
+  /** Bytes the client sent to the server, and the server sent back. */
+  readonly clientToServer: number;
+  readonly serverToClient: number;
   readonly error?: Error | undefined;
   /** Short reason code for failed or denied connections (e.g. "DENIED", "UPSTREAM_CONNECT"). */
   readonly flag?: string | undefined;
 }
 
+const principal = (identity: string | undefined): string | undefined => identity?.replace(/^spiffe:\/\//, '');
+
 export class ConnectionRecord {
   readonly fields: ConnectionFields;
-  readonly #logger: Logger;
+  readonly #t: Telemetry;
   readonly #startedAt = process.hrtime.bigint();
   #recorded = false;
+  #opened = false;
 
-  constructor(logger: Logger, fields: ConnectionFields) {
-    this.#logger = logger;
+  constructor(telemetry: Telemetry, fields: ConnectionFields) {
+    this.#t = telemetry;
     this.fields = fields;
   }
 
@@ -40,10 +58,27 @@ export class ConnectionRecord {
     return this.#recorded;
   }
 
+  /** The connection is established: counted as opened, shown as a flow. */
+  opened(): void {
+    if (this.#opened) return;
+    this.#opened = true;
+    this.#t.metrics?.opened.inc(this.#labels(undefined));
+    this.#t.flows?.publish(this.#flow('open', { clientToServer: 0, serverToClient: 0 }));
+  }
+
+  /** Records a byte copy's end: success, or the error that cut it. */
+  track(copy: Promise<CopyResult>, progress: CopyProgress): void {
+    copy.then(
+      (r) => this.record({ clientToServer: r.aToB, serverToClient: r.bToA }),
+      (err: Error) => this.record({ clientToServer: progress.aToB, serverToClient: progress.bToA, error: err, flag: 'CONNECTION_TERMINATED' }),
+    );
+  }
+
   record(outcome: ConnectionOutcome): void {
     if (this.#recorded) return;
     this.#recorded = true;
     const f = this.fields;
+    const durationMs = Number(process.hrtime.bigint() - this.#startedAt) / 1e6;
     const line = {
       'src.addr': formatAddress(f.src),
       'src.workload': f.srcWorkload?.name,
@@ -56,11 +91,58 @@ export class ConnectionRecord {
       'dst.namespace': f.dstWorkload?.namespace,
       'dst.identity': f.dstIdentity,
       direction: f.direction,
-      bytes_sent: outcome.bytesSent,
-      bytes_recv: outcome.bytesRecv,
-      duration_ms: Number(process.hrtime.bigint() - this.#startedAt) / 1e6,
+      bytes_sent: outcome.clientToServer,
+      bytes_recv: outcome.serverToClient,
+      duration: durationMs,
     };
-    if (outcome.error === undefined) this.#logger.info(line, 'connection complete');
-    else this.#logger.warn({ ...line, error: outcome.error.message, flag: outcome.flag }, 'connection failed');
+    if (outcome.error === undefined) this.#t.logger.info(line, 'connection complete');
+    else this.#t.logger.warn({ ...line, error: outcome.error.message, response_flags: outcome.flag ?? 'CONNECTION_FAILURE' }, 'connection failed');
+
+    const m = this.#t.metrics;
+    if (m !== undefined) {
+      const labels = this.#labels(outcome.error === undefined ? undefined : (outcome.flag ?? 'CONNECTION_FAILURE'));
+      if (this.#opened) {
+        m.closed.inc(labels);
+        m.received.inc(labels, outcome.clientToServer);
+        m.sent.inc(labels, outcome.serverToClient);
+      }
+      if (outcome.error !== undefined) m.failed.inc(labels);
+    }
+    const denied = outcome.flag === 'DENIED';
+    this.#t.flows?.publish(this.#flow(denied ? 'deny' : 'close', outcome, durationMs));
+  }
+
+  #labels(flag: string | undefined): TcpLabels {
+    const f = this.fields;
+    const [svcNamespace, svcName] = f.dstService?.split('/') ?? [];
+    return {
+      reporter: f.direction === 'outbound' ? 'source' : 'destination',
+      ...workloadLabels('source', f.srcWorkload, principal(f.srcIdentity)),
+      ...workloadLabels('destination', f.dstWorkload, principal(f.dstIdentity)),
+      destination_service: svcName === undefined ? UNKNOWN : `${svcName}.${svcNamespace ?? ''}.svc.cluster.local`,
+      destination_service_namespace: svcNamespace ?? UNKNOWN,
+      destination_service_name: svcName ?? UNKNOWN,
+      request_protocol: 'tcp',
+      response_flags: flag ?? '-',
+      connection_security_policy: f.mtls === true ? 'mutual_tls' : UNKNOWN,
+    } as TcpLabels;
+  }
+
+  #flow(type: FlowEvent['type'], o: ConnectionOutcome, durationMs = 0): FlowEvent {
+    const f = this.fields;
+    return {
+      type,
+      time: new Date().toISOString(),
+      node: this.#t.node,
+      direction: f.direction,
+      src: { addr: formatAddress(f.src), workload: f.srcWorkload?.name, namespace: f.srcWorkload?.namespace, identity: f.srcIdentity },
+      dst: { addr: formatAddress(f.dst), workload: f.dstWorkload?.name, namespace: f.dstWorkload?.namespace, identity: f.dstIdentity, service: f.dstService },
+      verdict: o.flag === 'DENIED' ? 'denied' : 'allowed',
+      bytesSent: o.clientToServer,
+      bytesRecv: o.serverToClient,
+      durationMs,
+      ...(o.error === undefined ? {} : { error: o.error.message }),
+      ...(o.flag === undefined ? {} : { flag: o.flag }),
+    };
   }
 }

@@ -104,6 +104,7 @@ t.test('standalone CA + two daemons as processes; SIGTERM drains and exits 0', a
       'run', '--node', node, '--manifests', manifests,
       '--ca-url', 'https://127.208.0.1:15012', '--ca-token', join(dir, `${node}.jwt`), '--ca-root', join(caDir, 'root-cert.pem'),
       '--socks5', socks, '--drain-seconds', '2',
+      '--admin', socks.replace(':15080', ':15000'), '--metrics', socks.replace(':15080', ':15020'), '--readiness', socks.replace(':15080', ':15021'),
     ]);
   const n1 = daemon('node-1', '127.208.1.254:15080');
   const n2 = daemon('node-2', '127.208.2.254:15080');

@@ -96,7 +96,16 @@ export interface Mesh {
   close(): Promise<void>;
 }
 
-export async function startMesh(plan: MeshPlan, opts: { extra?: string; certTtl?: number; deps?: AppDeps; caDir?: string } = {}): Promise<Mesh> {
+export interface MeshOptions {
+  readonly extra?: string;
+  readonly certTtl?: number;
+  readonly deps?: AppDeps;
+  readonly caDir?: string;
+  /** Receives every log line of both daemons, parsed, with the node name. */
+  readonly logSink?: (line: Record<string, unknown>) => void;
+}
+
+export async function startMesh(plan: MeshPlan, opts: MeshOptions = {}): Promise<Mesh> {
   const dir = mkdtempSync(join(tmpdir(), 'ztunnel-ts-test-'));
   const manifestFile = join(dir, 'mesh.yaml');
   writeFileSync(manifestFile, meshManifests(plan, opts.extra));
@@ -108,10 +117,15 @@ export async function startMesh(plan: MeshPlan, opts: { extra?: string; certTtl?
         manifests: manifestFile,
         caDir,
         socks5: '127.0.0.1:0',
+        admin: '127.0.0.1:0',
+        metrics: '127.0.0.1:0',
+        readiness: '127.0.0.1:0',
         drainSeconds: 1,
         ...(opts.certTtl === undefined ? {} : { certTtl: opts.certTtl }),
       }),
-      quietLogger().child({ node }),
+      opts.logSink === undefined
+        ? quietLogger().child({ node })
+        : pino({ level: 'info' }, { write: (line: string) => opts.logSink?.(JSON.parse(line) as Record<string, unknown>) }).child({ node }),
       opts.deps,
     );
   const node1 = await start('node-1');

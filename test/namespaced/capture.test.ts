@@ -1,6 +1,6 @@
 // End to end through the eBPF datapath: a two-node lab of network namespaces, one daemon per node,
 // ordinary TCP from pods. Needs root (CI is root); skipped with the reason otherwise.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
@@ -83,6 +83,20 @@ t.test('eBPF capture in a two-node lab', { skip: why ?? false }, async (t) => {
     t.match(probe('shop/client', 'whoami', CART_REMOTE, '9000'), { ok: true, seenAs: CLIENT });
     const inbound = connections(state, 'node-2').slice(before).find((l) => l['direction'] === 'inbound');
     t.match(inbound, { 'src.identity': 'spiffe://cluster.local/ns/shop/sa/client', 'dst.identity': 'spiffe://cluster.local/ns/shop/sa/cart' }, 'went through node-2 daemon as HBONE');
+  });
+
+  t.test('observe --lab follows both nodes; the eBPF counters are exported', async (t) => {
+    const observe = spawn(process.execPath, [CLI, 'observe', '--lab', '--json', '--count', '4', '--namespace', 'shop'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    observe.stdout.on('data', (c: Buffer) => (out += String(c)));
+    await new Promise((r) => setTimeout(r, 1500)); // both followers subscribed
+    t.match(probe('shop/client', 'whoami', CART_REMOTE, '9000'), { ok: true });
+    await new Promise<void>((r) => observe.once('exit', () => r()));
+    const events = out.trim().split('\n').map((l) => JSON.parse(l) as { node: string; type: string });
+    t.same([...new Set(events.map((e) => e.node))].sort(), ['node-1', 'node-2'], 'events from both nodes');
+    const metrics = spawnSync('nsenter', ['--net=/run/netns/ztl-node-1', process.execPath, '-e', "fetch('http://127.0.0.1:15020/metrics').then(r=>r.text()).then(t=>process.stdout.write(t))"], { encoding: 'utf8' }).stdout;
+    const assigned = /ztunnel_ebpf_capture_packets_total\{action="assigned_listener"\} (\d+)/.exec(metrics)?.[1];
+    t.ok(Number(assigned) > 0, `capture_pod assigned ${assigned ?? '?'} new flows to listeners`);
   });
 
   t.test('same-node captured TCP: byte-exact, client IP seen', async (t) => {

@@ -1,0 +1,99 @@
+// The daemon's HTTP endpoints: admin (127.0.0.1:15000), metrics (15020) and readiness (15021).
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { FlowBus, FlowEvent } from '../telemetry/flows.js';
+import type { Metrics } from '../telemetry/metrics.js';
+
+export interface AdminHandlers {
+  /** Everything the daemon knows, as JSON. */
+  readonly configDump: () => unknown;
+  /** Sets the log level; returns false for an unknown level. */
+  readonly setLogLevel: (level: string) => boolean;
+  /** Starts a graceful drain and exit. */
+  readonly quit: () => void;
+  readonly flows: FlowBus;
+}
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+function json(res: http.ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body, null, 2)}\n`);
+}
+
+async function listen(server: http.Server, addr: { host: string; port: number }): Promise<AddressInfo> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(addr.port, addr.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server.address() as AddressInfo;
+}
+
+/** Flows as server-sent events; ?namespace= and ?verdict= filter them. */
+function streamFlows(bus: FlowBus, req: http.IncomingMessage, res: http.ServerResponse, url: URL): void {
+  const namespace = url.searchParams.get('namespace');
+  const verdict = url.searchParams.get('verdict');
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+  res.write(': ztunnel-ts flows\n\n');
+  const onFlow = (e: FlowEvent): void => {
+    if (namespace !== null && e.src.namespace !== namespace && e.dst.namespace !== namespace) return;
+    if (verdict !== null && e.verdict !== verdict) return;
+    res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+  };
+  bus.on('flow', onFlow);
+  const keepAlive = setInterval(() => res.write(': ping\n\n'), 15_000);
+  req.on('close', () => {
+    clearInterval(keepAlive);
+    bus.off('flow', onFlow);
+  });
+}
+
+export async function startAdminServer(addr: { host: string; port: number }, h: AdminHandlers): Promise<{ server: http.Server; address: AddressInfo }> {
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const route = `${req.method ?? 'GET'} ${url.pathname}`;
+    switch (route) {
+      case 'GET /config_dump':
+        return json(res, 200, h.configDump());
+      case 'POST /logging': {
+        const level = url.searchParams.get('level') ?? '';
+        if (!h.setLogLevel(level)) return json(res, 400, { error: `level must be one of ${LOG_LEVELS.join(', ')}` });
+        return json(res, 200, { level });
+      }
+      case 'POST /quitquitquit':
+        json(res, 200, { draining: true });
+        return h.quit();
+      case 'GET /flows':
+        return streamFlows(h.flows, req, res, url);
+      default:
+        return json(res, 404, { error: `no route ${route}`, routes: ['GET /config_dump', 'POST /logging?level=', 'POST /quitquitquit', 'GET /flows'] });
+    }
+  });
+  return { server, address: await listen(server, addr) };
+}
+
+export async function startMetricsServer(addr: { host: string; port: number }, metrics: Metrics): Promise<{ server: http.Server; address: AddressInfo }> {
+  const server = http.createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://metrics').pathname;
+    if (req.method !== 'GET' || (path !== '/metrics' && path !== '/stats/prometheus')) return json(res, 404, { error: 'try /metrics' });
+    metrics.registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+      (err: Error) => json(res, 500, { error: err.message }),
+    );
+  });
+  return { server, address: await listen(server, addr) };
+}
+
+/** 200 once nothing is pending; 503 listing what is. */
+export async function startReadinessServer(addr: { host: string; port: number }, pending: () => string[]): Promise<{ server: http.Server; address: AddressInfo }> {
+  const server = http.createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://ready').pathname;
+    if (path !== '/healthz/ready') return json(res, 404, { error: 'try /healthz/ready' });
+    const p = pending();
+    if (p.length === 0) res.writeHead(200, { 'content-type': 'text/plain' }).end('ready\n');
+    else res.writeHead(503, { 'content-type': 'text/plain' }).end(`not ready:\n${p.map((x) => `- ${x}`).join('\n')}\n`);
+  });
+  return { server, address: await listen(server, addr) };
+}

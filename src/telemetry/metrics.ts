@@ -1,0 +1,120 @@
+// Every metric the daemon exports, with Istio's names and ztunnel's labels, so existing dashboards and
+// alerts work. Label values are bounded (workloads, services, flags), never per connection.
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Workload } from '../model/types.js';
+
+export const TCP_LABELS = [
+  'reporter',
+  'source_workload',
+  'source_canonical_service',
+  'source_canonical_revision',
+  'source_workload_namespace',
+  'source_principal',
+  'source_app',
+  'source_version',
+  'source_cluster',
+  'destination_service',
+  'destination_service_namespace',
+  'destination_service_name',
+  'destination_workload',
+  'destination_canonical_service',
+  'destination_canonical_revision',
+  'destination_workload_namespace',
+  'destination_principal',
+  'destination_app',
+  'destination_version',
+  'destination_cluster',
+  'request_protocol',
+  'response_flags',
+  'connection_security_policy',
+] as const;
+
+export type TcpLabel = (typeof TCP_LABELS)[number];
+export type TcpLabels = Record<TcpLabel, string>;
+
+export const UNKNOWN = 'unknown';
+export const CLUSTER = 'Kubernetes';
+
+export interface MetricsSources {
+  /** HBONE pool connections and streams right now. */
+  readonly pool?: () => { connections: number; streams: number };
+  /** Seconds until each local identity's certificate expires. */
+  readonly certificates?: () => readonly { identity: string; notAfter: Date }[];
+  /** Cumulative eBPF counters, when capture is on. */
+  readonly ebpf?: () => Record<string, bigint> | undefined;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly opened: Counter<TcpLabel>;
+  readonly closed: Counter<TcpLabel>;
+  readonly received: Counter<TcpLabel>;
+  readonly sent: Counter<TcpLabel>;
+  readonly failed: Counter<TcpLabel>;
+
+  constructor(sources: MetricsSources = {}) {
+    const r = this.registry;
+    const counter = (name: string, help: string): Counter<TcpLabel> =>
+      new Counter({ name, help, labelNames: TCP_LABELS, registers: [r] });
+    this.opened = counter('istio_tcp_connections_opened_total', 'TCP connections opened');
+    this.closed = counter('istio_tcp_connections_closed_total', 'TCP connections closed');
+    this.received = counter('istio_tcp_received_bytes_total', 'Bytes sent by the client to the server');
+    this.sent = counter('istio_tcp_sent_bytes_total', 'Bytes sent by the server to the client');
+    this.failed = counter('istio_tcp_connections_failed_total', 'TCP connections that failed or were denied');
+    collectDefaultMetrics({ register: r });
+    new Gauge({
+      name: 'ztunnel_hbone_pool_connections',
+      help: 'Open HBONE client connections',
+      registers: [r],
+      collect() {
+        this.set(sources.pool?.().connections ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'ztunnel_hbone_pool_streams',
+      help: 'Open HBONE streams on pooled client connections',
+      registers: [r],
+      collect() {
+        this.set(sources.pool?.().streams ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'ztunnel_certificate_expiry_seconds',
+      help: 'Seconds until the workload certificate expires',
+      labelNames: ['identity'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const c of sources.certificates?.() ?? []) this.set({ identity: c.identity }, (c.notAfter.getTime() - Date.now()) / 1000);
+      },
+    });
+    new Counter({
+      name: 'ztunnel_ebpf_capture_packets_total',
+      help: 'Packets seen by the eBPF capture program, by what it did with them',
+      labelNames: ['action'],
+      registers: [r],
+      collect() {
+        const stats = sources.ebpf?.();
+        if (stats === undefined) return;
+        this.reset();
+        for (const [action, n] of Object.entries(stats)) this.inc({ action }, Number(n));
+      },
+    });
+  }
+}
+
+/** The workload half of ztunnel's labels, "unknown" where a value is missing. */
+export function workloadLabels(side: 'source' | 'destination', w: Workload | undefined, principal: string | undefined): Partial<TcpLabels> {
+  const canonical = w?.labels['service.istio.io/canonical-name'] ?? w?.labels['app.kubernetes.io/name'] ?? w?.labels['app'] ?? w?.name;
+  const revision = w?.labels['service.istio.io/canonical-revision'] ?? w?.labels['app.kubernetes.io/version'] ?? w?.labels['version'] ?? 'latest';
+  return {
+    [`${side}_workload`]: w?.name ?? UNKNOWN,
+    [`${side}_canonical_service`]: canonical ?? UNKNOWN,
+    [`${side}_canonical_revision`]: w === undefined ? UNKNOWN : revision,
+    [`${side}_workload_namespace`]: w?.namespace ?? UNKNOWN,
+    [`${side}_principal`]: principal ?? UNKNOWN,
+    [`${side}_app`]: w?.labels['app'] ?? UNKNOWN,
+    [`${side}_version`]: w?.labels['version'] ?? UNKNOWN,
+    [`${side}_cluster`]: w === undefined ? UNKNOWN : CLUSTER,
+  };
+}
