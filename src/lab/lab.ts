@@ -40,9 +40,9 @@ function sysctl(netns: string, key: string, value: string): void {
   inNetns(netns, 'sysctl', ['-qw', `${key}=${value}`]);
 }
 
-function spawnIn(netns: string, args: string[], log: string): number {
+function spawnIn(netns: string, args: string[], log: string, nodeArgs: readonly string[] = []): number {
   const fd = openSync(log, 'a');
-  const child = spawn('nsenter', nsArgs(netns, process.execPath, [CLI, ...args]), { detached: true, stdio: ['ignore', fd, fd] });
+  const child = spawn('nsenter', nsArgs(netns, process.execPath, [...nodeArgs, CLI, ...args]), { detached: true, stdio: ['ignore', fd, fd] });
   child.unref();
   if (child.pid === undefined) throw new LabError(`could not start ${args.join(' ')} in ${netns}`);
   return child.pid;
@@ -82,6 +82,8 @@ export function readLabState(): LabState | undefined {
 export interface UpOptions {
   /** Extra flags for every daemon. */
   readonly daemonArgs?: readonly string[];
+  /** Flags for node itself in every daemon (e.g. --cpu-prof for profiling). */
+  readonly nodeArgs?: readonly string[];
 }
 
 export async function labUp(manifestPath: string, opts: UpOptions = {}): Promise<LabState> {
@@ -109,7 +111,7 @@ export async function labUp(manifestPath: string, opts: UpOptions = {}): Promise
         '--ca-url', `https://${FABRIC_BRIDGE_IP}:15012`, '--ca-token', token, '--ca-root', join(caDir, 'root-cert.pem'),
         ...(opts.daemonArgs ?? []),
       ];
-      const pid = spawnIn(n.netns, args, log);
+      const pid = spawnIn(n.netns, args, log, opts.nodeArgs);
       nodes.push({ ...n, pid, log, args });
       writeFileSync(statePath(), JSON.stringify({ ...partial, nodes }));
     }

@@ -1,0 +1,205 @@
+// `npm run bench -- [--qps 1000 --conns 64 --duration 30s --payload 1024 --rounds 3]` (root):
+// HTTP/1.1 latency from shop/client (node-1) to shop/cart-remote (node-2) in the lab, measured in turn
+// A B C A B C … as (a) no mesh, (b) ztunnel-ts, (c) the sidecar model (haproxy mTLS pair). Also the maximum
+// rate, single-stream bulk throughput (iperf3), daemon CPU and RSS at the fixed rate, and memory per idle
+// tunnelled connection. Writes bench/results/DATE/fortio.{json,md,svg}.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import { findPod, labDown, labNetns, labUp, readLabState, type LabState } from '../src/lab/lab.js';
+import { latencyChart } from './chart.js';
+import { startSidecars } from './sidecar.js';
+
+const MANIFESTS = fileURLToPath(new URL('../../manifests/examples/demo/cluster.yaml', import.meta.url));
+const LOADGEN = fileURLToPath(new URL('../src/lab/loadgen.js', import.meta.url));
+const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+const SERVER_IP = '10.244.2.10';
+const MODES = ['no-mesh', 'ztunnel-ts', 'sidecar'] as const;
+type Mode = (typeof MODES)[number];
+
+interface LoadResult {
+  tool: string;
+  achievedQps: number;
+  requests: number;
+  errors: number;
+  p50: number;
+  p75: number;
+  p90: number;
+  p99: number;
+  p999: number;
+}
+
+const log = (s: string): void => void process.stdout.write(`${s}\n`);
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+function inPod(pod: string, cmd: string, args: string[], timeoutMs: number): string {
+  const r = spawnSync('nsenter', [`--net=/run/netns/${findPod(pod).netns}`, cmd, ...args], { encoding: 'utf8', timeout: timeoutMs });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} in ${pod}: ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+function background(pod: string, cmd: string, args: string[]): void {
+  spawn('nsenter', [`--net=/run/netns/${findPod(pod).netns}`, cmd, ...args], { stdio: 'ignore', detached: true }).unref();
+}
+
+/** Target of the client for each mode: the pod directly, or the local sidecar port. */
+function target(mode: Mode, port: number): [string, number] {
+  return mode === 'sidecar' ? ['127.0.0.1', port === 8080 ? 15001 : 15002] : [SERVER_IP, port];
+}
+
+function fortioOnPath(): boolean {
+  return spawnSync('fortio', ['version']).status === 0;
+}
+
+/** One load run from the client pod; the response size is the server's (set when it starts). */
+function load(mode: Mode, qps: number, conns: number, seconds: number): LoadResult {
+  const [host, port] = target(mode, 8080);
+  if (fortioOnPath()) {
+    const out = inPod('shop/client', 'fortio', ['load', '-qps', String(qps), '-c', String(conns), '-t', `${seconds}s`, '-json', '-', '-r', '0.00001', `http://${host}:${port}/`], (seconds + 60) * 1000);
+    const j = JSON.parse(out) as { ActualQPS: number; DurationHistogram: { Count: number; Percentiles: { Percentile: number; Value: number }[] }; RetCodes: Record<string, number> };
+    const pct = (p: number): number => (j.DurationHistogram.Percentiles.find((x) => x.Percentile === p)?.Value ?? NaN) * 1000;
+    return { tool: 'fortio', achievedQps: j.ActualQPS, requests: j.DurationHistogram.Count, errors: j.DurationHistogram.Count - (j.RetCodes['200'] ?? 0), p50: pct(50), p75: pct(75), p90: pct(90), p99: pct(99), p999: pct(99.9) };
+  }
+  const out = inPod('shop/client', process.execPath, [LOADGEN, 'load', host, String(port), String(qps), String(conns), String(seconds)], (seconds + 60) * 1000);
+  return JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as LoadResult;
+}
+
+function iperf(mode: Mode, seconds: number): number {
+  const [host, port] = target(mode, 5201);
+  background('shop/cart-remote', 'iperf3', ['-s', '-1', '-p', '5201']);
+  spawnSync('sleep', ['0.5']);
+  const out = inPod('shop/client', 'iperf3', ['-c', host, '-p', String(port), '-t', String(seconds), '-J'], (seconds + 30) * 1000);
+  const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
+  return j.end.sum_received.bits_per_second / 1e9;
+}
+
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 1/100 s
+}
+
+function rssMb(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
+}
+
+async function setMesh(state: LabState, on: boolean, original: string): Promise<void> {
+  writeFileSync(state.manifests, on ? original : original.replace('istio.io/dataplane-mode: ambient', 'istio.io/dataplane-mode: none'));
+  await sleep(1500);
+}
+
+async function main(): Promise<void> {
+  const o = new Command()
+    .option('--qps <n>', 'fixed request rate', '1000')
+    .option('--conns <n>', 'connections', '64')
+    .option('--duration <d>', 'per measurement, e.g. 30s', '30s')
+    .option('--payload <bytes>', 'response size', '1024')
+    .option('--rounds <n>', 'A B C rounds', '3')
+    .parse(process.argv)
+    .opts<{ qps: string; conns: string; duration: string; payload: string; rounds: string }>();
+  const qps = Number(o.qps);
+  const conns = Number(o.conns);
+  const seconds = Number(o.duration.replace(/s$/, ''));
+  const payload = Number(o.payload);
+  const rounds = Number(o.rounds);
+  if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces, eBPF)');
+  if (labNetns().length > 0 || readLabState() !== undefined) await labDown();
+  log(`lab up (${MANIFESTS})`);
+  const state = await labUp(MANIFESTS);
+  try {
+    const original = readFileSync(state.manifests, 'utf8');
+    background('shop/cart-remote', process.execPath, [LOADGEN, 'serve', '8080', String(payload)]);
+    startSidecars(join(state.manifests, '..', 'sidecar'), join(state.manifests, '..', 'ca'), findPod('shop/client'), findPod('shop/cart-remote'), {
+      forwards: [{ local: 15001, remote: 15443, app: 8080 }, { local: 15002, remote: 15444, app: 5201 }],
+    });
+    await sleep(1000);
+    const tool = fortioOnPath() ? 'fortio' : 'ztunnel-ts-loadgen (fortio not on PATH, and no fixed-rate load tool in Debian)';
+    log(`load: ${tool}; ${qps} qps, ${conns} connections, ${seconds}s each, ${payload}-byte responses, ${rounds} rounds`);
+    const runs: Record<Mode, LoadResult[]> = { 'no-mesh': [], 'ztunnel-ts': [], sidecar: [] };
+    const daemons = state.nodes.map((n) => n.pid);
+    let daemonCpu = NaN;
+    let daemonRss = NaN;
+    for (let r = 1; r <= rounds; r++) {
+      for (const mode of MODES) {
+        await setMesh(state, mode === 'ztunnel-ts', original);
+        load(mode, qps, Math.min(conns, 8), 2); // warm-up
+        const cpu0 = daemons.map(cpuSeconds);
+        const t0 = Date.now();
+        const res = load(mode, qps, conns, seconds);
+        if (mode === 'ztunnel-ts' && r === 1) {
+          const elapsed = (Date.now() - t0) / 1000;
+          daemonCpu = Math.max(...daemons.map((pid, i) => (cpuSeconds(pid) - (cpu0[i] ?? 0)) / elapsed));
+          daemonRss = Math.max(...daemons.map(rssMb));
+        }
+        runs[mode].push(res);
+        log(`round ${r}/${rounds} ${mode.padEnd(10)} ${res.achievedQps.toFixed(0)} qps, ${res.errors} errors, p50 ${res.p50.toFixed(3)} p90 ${res.p90.toFixed(3)} p99 ${res.p99.toFixed(3)} p99.9 ${res.p999.toFixed(3)} ms`);
+      }
+    }
+    const maxRate: Record<string, number> = {};
+    const bulk: Record<string, number> = {};
+    for (const mode of MODES) {
+      await setMesh(state, mode === 'ztunnel-ts', original);
+      maxRate[mode] = load(mode, 0, conns, Math.min(seconds, 10)).achievedQps;
+      bulk[mode] = iperf(mode, 5);
+      log(`${mode.padEnd(10)} max ${maxRate[mode]?.toFixed(0)} qps, single stream ${bulk[mode]?.toFixed(2)} Gbit/s`);
+    }
+    // Memory per idle tunnelled connection.
+    await setMesh(state, true, original);
+    const idleCount = 10_000;
+    const rssBefore = daemons.reduce((a, pid) => a + rssMb(pid), 0);
+    background('shop/client', process.execPath, [LOADGEN, 'idle', SERVER_IP, '8080', String(idleCount), '40']);
+    await sleep(15_000);
+    const rssAfter = daemons.reduce((a, pid) => a + rssMb(pid), 0);
+    const perIdleKb = ((rssAfter - rssBefore) * 1024) / idleCount;
+    log(`${idleCount} idle tunnelled connections: daemons' RSS ${rssBefore.toFixed(0)} → ${rssAfter.toFixed(0)} MB, ${perIdleKb.toFixed(1)} KB each`);
+    writeFileSync(state.manifests, original);
+
+    const summary = Object.fromEntries(
+      MODES.map((m) => [m, Object.fromEntries((['achievedQps', 'errors', 'p50', 'p90', 'p99', 'p999'] as const).map((k) => [k, median(runs[m].map((x) => x[k]))]))]),
+    ) as Record<Mode, Record<'achievedQps' | 'errors' | 'p50' | 'p90' | 'p99' | 'p999', number>>;
+    const added = (m: Mode, k: 'p50' | 'p90' | 'p99' | 'p999'): number => summary[m][k] - summary['no-mesh'][k];
+    const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? '?', kernel: release(), node: process.version };
+    const date = new Date().toISOString().slice(0, 10);
+    const dir = join(RESULTS, date);
+    mkdirSync(dir, { recursive: true });
+    const params = { qps, conns, seconds, payload, rounds, tool };
+    const extras = { maxRateQps: maxRate, singleStreamGbps: bulk, daemonCpuCoresAtQps: daemonCpu, daemonRssMbAtQps: daemonRss, idleConnections: idleCount, kbPerIdleConnection: perIdleKb };
+    writeFileSync(join(dir, 'fortio.json'), `${JSON.stringify({ date, machine, params, summary, extras, runs }, null, 2)}\n`);
+    const f = (v: number | undefined, d = 3): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(d));
+    const md = [
+      `# fortio-style latency ${date}`,
+      '',
+      `HTTP/1.1 GET, ${payload}-byte responses, shop/client (node-1) → shop/cart-remote (node-2) in the lab; ${qps} qps over ${conns} connections, ${seconds} s per run, medians of ${rounds} rounds measured in turn. Load: ${tool}. Machine: ${machine.cpus} × ${machine.cpu}, Linux ${machine.kernel}, Node ${machine.node}; daemons, proxies, pods and the load generator share these cores.`,
+      '',
+      '| mode | achieved qps | errors | p50 ms | p90 ms | p99 ms | p99.9 ms | added p50 | added p99 |',
+      '|---|---|---|---|---|---|---|---|---|',
+      ...MODES.map((m) => `| ${m} | ${f(summary[m].achievedQps, 0)} | ${f(summary[m].errors, 0)} | ${f(summary[m].p50)} | ${f(summary[m].p90)} | ${f(summary[m].p99)} | ${f(summary[m].p999)} | ${m === 'no-mesh' ? '-' : f(added(m, 'p50'))} | ${m === 'no-mesh' ? '-' : f(added(m, 'p99'))} |`),
+      '',
+      `ztunnel-ts adds ${f(added('ztunnel-ts', 'p99'))} ms at p99 against the sidecar model's ${f(added('sidecar', 'p99'))} ms: ratio ${f(added('ztunnel-ts', 'p99') / added('sidecar', 'p99'), 2)} (p50: ${f(added('ztunnel-ts', 'p50') / added('sidecar', 'p50'), 2)}).`,
+      '',
+      '| | no-mesh | ztunnel-ts | sidecar |',
+      '|---|---|---|---|',
+      `| max rate (qps, ${conns} connections) | ${f(maxRate['no-mesh'], 0)} | ${f(maxRate['ztunnel-ts'], 0)} | ${f(maxRate['sidecar'], 0)} |`,
+      `| single stream (iperf3, Gbit/s) | ${f(bulk['no-mesh'], 2)} | ${f(bulk['ztunnel-ts'], 2)} | ${f(bulk['sidecar'], 2)} |`,
+      '',
+      `At ${qps} qps the busier daemon used ${f(daemonCpu, 2)} CPU and ${f(daemonRss, 0)} MB RSS. ${idleCount} idle tunnelled connections cost ${f(perIdleKb, 1)} KB each (RSS of both daemons).`,
+      '',
+    ].join('\n');
+    writeFileSync(join(dir, 'fortio.md'), md);
+    writeFileSync(
+      join(dir, 'fortio.svg'),
+      latencyChart(`Latency at ${qps} qps, ${conns} connections (ms)`, ['p50', 'p90', 'p99', 'p99.9'], MODES.map((m) => ({ name: m, values: [summary[m].p50, summary[m].p90, summary[m].p99, summary[m].p999] }))),
+    );
+    log(`\n${md}\nwritten to ${dir}`);
+  } finally {
+    await labDown();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  void labDown().finally(() => process.exit(1));
+});

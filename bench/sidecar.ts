@@ -1,0 +1,51 @@
+// The sidecar model for the benchmark: a user-space mTLS proxy pair on the path (haproxy, TCP mode,
+// TLS 1.3, SVIDs from our CA), one proxy in the client pod and one in the server pod, as Istio's
+// sidecars would be. The client connects to its local proxy; the server's proxy forwards to 127.0.0.1.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { LabPod } from '../src/lab/plan.js';
+
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+export interface SidecarPorts {
+  /** Local port in the client pod for each upstream app port. */
+  readonly forwards: readonly { readonly local: number; readonly remote: number; readonly app: number }[];
+}
+
+function issue(caDir: string, identity: string, out: string): string {
+  execFileSync(process.execPath, [CLI, 'ca', 'issue', '--dir', caDir, '--identity', identity, '--out', out]);
+  const pem = join(`${out}-bundle.pem`);
+  execFileSync('sh', ['-c', `cat "${out}.pem" "${out}-key.pem" > "${pem}"`]);
+  return pem;
+}
+
+export function startSidecars(dir: string, caDir: string, client: LabPod, server: LabPod, ports: SidecarPorts): void {
+  mkdirSync(dir, { recursive: true });
+  const root = join(caDir, 'root-cert.pem');
+  const clientPem = issue(caDir, `spiffe://cluster.local/ns/${client.namespace}/sa/client`, join(dir, 'client'));
+  const serverPem = issue(caDir, `spiffe://cluster.local/ns/${server.namespace}/sa/cart`, join(dir, 'server'));
+  const defaults = 'global\n  maxconn 8000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n';
+  const clientCfg =
+    defaults +
+    ports.forwards
+      .map(
+        (f) =>
+          `frontend out${f.local}\n  bind 127.0.0.1:${f.local}\n  default_backend up${f.local}\nbackend up${f.local}\n  server s ${server.ip}:${f.remote} ssl crt ${clientPem} ca-file ${root} verify required ssl-min-ver TLSv1.3\n`,
+      )
+      .join('');
+  const serverCfg =
+    defaults +
+    ports.forwards
+      .map(
+        (f) =>
+          `frontend in${f.remote}\n  bind ${server.ip}:${f.remote} ssl crt ${serverPem} ca-file ${root} verify required ssl-min-ver TLSv1.3\n  default_backend app${f.remote}\nbackend app${f.remote}\n  server app 127.0.0.1:${f.app}\n`,
+      )
+      .join('');
+  writeFileSync(join(dir, 'client.cfg'), clientCfg);
+  writeFileSync(join(dir, 'server.cfg'), serverCfg);
+  for (const [pod, cfg] of [[client, 'client.cfg'], [server, 'server.cfg']] as const) {
+    spawn('nsenter', [`--net=/run/netns/${pod.netns}`, 'haproxy', '-q', '-f', join(dir, cfg)], { stdio: 'ignore', detached: true }).unref();
+  }
+}
