@@ -106,6 +106,9 @@ async function main(): Promise<void> {
   const payload = Number(o.payload);
   const rounds = Number(o.rounds);
   if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces, eBPF)');
+  for (const tool of ['haproxy', 'iperf3']) {
+    if (spawnSync(tool, ['-v']).error !== undefined) throw new Error(`${tool} is not installed: apt-get install haproxy iperf3`);
+  }
   if (labNetns().length > 0 || readLabState() !== undefined) await labDown();
   log(`lab up (${MANIFESTS})`);
   const state = await labUp(MANIFESTS);
