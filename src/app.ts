@@ -23,6 +23,7 @@ import { TransparentSocketFactory } from './datapath/transparent-sockets.js';
 import { unmapIPv4 } from './hbone/server.js';
 import { handleSocksConnection } from './proxy/socks5.js';
 import { ManifestSource } from './sources/manifests.js';
+import type { KubeSource } from './sources/kube.js';
 import { LOG_LEVELS, startAdminServer, startMetricsServer, startReadinessServer } from './admin/servers.js';
 import type { Telemetry } from './telemetry/access-log.js';
 import { FlowBus } from './telemetry/flows.js';
@@ -55,7 +56,7 @@ export class App {
   readonly #httpServers: http.Server[] = [];
   readonly #addresses: Record<'admin' | 'metrics' | 'readiness', AddressInfo | undefined> = { admin: undefined, metrics: undefined, readiness: undefined };
   #listening = false;
-  readonly #source: ManifestSource;
+  readonly #source: ManifestSource | KubeSource;
   readonly #hboneListeners = new Map<string, net.Server>();
   readonly #captureListeners: net.Server[] = [];
   readonly #datapath: EbpfDatapath | undefined;
@@ -64,7 +65,7 @@ export class App {
   #reconciling: Promise<void> = Promise.resolve();
   #closed = false;
 
-  private constructor(config: Config, logger: Logger, certSource: CertificateSource, deps: AppDeps) {
+  private constructor(config: Config, logger: Logger, certSource: CertificateSource, deps: AppDeps, kube: typeof KubeSource | undefined) {
     this.config = config;
     this.#logger = logger;
     this.#loggers.push(logger);
@@ -116,16 +117,16 @@ export class App {
       config.capture === 'ebpf'
         ? new EbpfDatapath({ state: this.state, nodeName: config.nodeName, uplinks: config.uplinks, hbonePort: config.hbonePort, logger: child('datapath') })
         : undefined;
-    this.#source = new ManifestSource({
-      path: config.manifests,
-      state: this.state,
-      trustDomain: config.trustDomain,
-      logger: child('manifests'),
-    });
+    this.#source =
+      config.kube !== undefined && kube !== undefined
+        ? new kube({ state: this.state, trustDomain: config.trustDomain, logger: child('kube'), kubeconfig: config.kube.kubeconfig })
+        : new ManifestSource({ path: config.manifests ?? '', state: this.state, trustDomain: config.trustDomain, logger: child('manifests') });
   }
 
   static async start(config: Config, logger: Logger, deps: AppDeps = {}): Promise<App> {
-    const app = new App(config, logger, await certificateSource(config), deps);
+    // The Kubernetes client is large: load it only in cluster mode.
+    const kube = config.kube === undefined ? undefined : (await import('./sources/kube.js')).KubeSource;
+    const app = new App(config, logger, await certificateSource(config), deps, kube);
     await app.#start();
     return app;
   }
@@ -178,7 +179,7 @@ export class App {
   /** What readiness waits for: state loaded, listeners up, a certificate for every local workload. */
   pending(): string[] {
     const out: string[] = [];
-    if (!this.state.loaded) out.push('state: manifests not loaded');
+    if (!this.state.loaded) out.push(this.config.kube === undefined ? 'state: manifests not loaded' : 'state: first full sync with the API server');
     if (!this.#listening) out.push('listeners: not up yet');
     const missing = [...new Set(this.#localWorkloads().map((w) => w.identity))].filter((id) => this.certs.peek(id) === undefined);
     if (missing.length > 0) out.push(`certificates: ${missing.join(', ')}`);
@@ -236,7 +237,7 @@ export class App {
   }
 
   get manifestErrors(): ManifestSource['errors'] {
-    return this.#source.errors;
+    return this.#source instanceof ManifestSource ? this.#source.errors : [];
   }
 
   #localWorkloads(): ReturnType<State['workloadsOnNode']> {

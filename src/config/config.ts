@@ -34,7 +34,9 @@ const seconds = (name: string) =>
 export const runFlagsSchema = z
   .object({
     node: z.string({ error: '--node is required' }).min(1, '--node is required'),
-    manifests: z.string({ error: '--manifests is required' }).min(1),
+    manifests: z.string().min(1).optional(),
+    kube: z.boolean().default(false),
+    kubeconfig: z.string().min(1).optional(),
     rootNamespace: z.string().regex(/^[a-z0-9-]+$/, 'root namespace must be a Kubernetes namespace name').default('istio-system'),
     trustDomain: z.string().regex(/^[a-z0-9.-]+$/, 'trust domain must be lowercase letters, digits, dots and dashes').default(DEFAULT_TRUST_DOMAIN),
     caDir: z.string().min(1).optional(),
@@ -56,6 +58,9 @@ export const runFlagsSchema = z
     if (f.caUrl !== undefined && f.caDir !== undefined) {
       ctx.addIssue({ code: 'custom', message: 'use either --ca-dir or --ca-url, not both' });
     }
+    if ((f.manifests === undefined) === !f.kube) {
+      ctx.addIssue({ code: 'custom', message: 'give either --manifests PATH or --kube' });
+    }
     if (f.capture === 'ebpf' && f.uplink.length === 0) {
       ctx.addIssue({ code: 'custom', message: '--capture ebpf needs --uplink IFNAME (the interface to other nodes)' });
     }
@@ -70,7 +75,10 @@ export type CaConfig =
 
 export interface Config {
   readonly nodeName: string;
-  readonly manifests: string;
+  /** Local mode: a YAML file or directory. Undefined in cluster mode. */
+  readonly manifests: string | undefined;
+  /** Cluster mode: read the API server (kubeconfig file, or in-cluster config when undefined). */
+  readonly kube: { readonly kubeconfig: string | undefined } | undefined;
   readonly trustDomain: string;
   /** Policies here without a selector apply mesh-wide. */
   readonly rootNamespace: string;
@@ -110,6 +118,7 @@ export function configFromFlags(raw: Record<string, unknown>): Config {
   return Object.freeze({
     nodeName: f.node,
     manifests: f.manifests,
+    kube: f.kube ? { kubeconfig: f.kubeconfig } : undefined,
     trustDomain: f.trustDomain,
     rootNamespace: f.rootNamespace,
     ca,

@@ -73,8 +73,12 @@ if (mode === 'serve') {
     const c: Conn = { socket: net.connect({ host, port: Number(port), noDelay: true }), busy: false, sentDue: 0, buf: '', want: -1 };
     c.socket.on('error', () => {
       errors += 1;
-      const i = pool.indexOf(c);
-      if (i >= 0) pool[i] = open();
+      // Reconnect after a pause: a refused port must not turn the generator into a busy loop.
+      setTimeout(() => {
+        const i = pool.indexOf(c);
+        if (i >= 0) pool[i] = open();
+        dispatch();
+      }, 100);
     });
     c.socket.on('data', (chunk: Buffer) => {
       c.buf += chunk.toString('latin1');

@@ -118,7 +118,8 @@ t.test('metrics, access log, config_dump, log level and flows of two running dae
         err === null ? resolve(stdout) : reject(err),
       ),
     );
-    await new Promise((r) => setTimeout(r, 700)); // let observe subscribe
+    // Wait until observe is subscribed to node-2's flow stream.
+    for (let i = 0; i < 200 && mesh.node2.flows.listenerCount('flow') === 0; i++) await new Promise((r) => setTimeout(r, 50));
     writeFileSync(
       mesh.manifestFile,
       `${meshManifests(plan)}---

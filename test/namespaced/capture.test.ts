@@ -86,14 +86,23 @@ t.test('eBPF capture in a two-node lab', { skip: why ?? false }, async (t) => {
   });
 
   t.test('observe --lab follows both nodes; the eBPF counters are exported', async (t) => {
-    const observe = spawn(process.execPath, [CLI, 'observe', '--lab', '--json', '--count', '4', '--namespace', 'shop'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    observe.stdout.on('data', (c: Buffer) => (out += String(c)));
-    await new Promise((r) => setTimeout(r, 1500)); // both followers subscribed
-    t.match(probe('shop/client', 'whoami', CART_REMOTE, '9000'), { ok: true });
-    await new Promise<void>((r) => observe.once('exit', () => r()));
-    const events = out.trim().split('\n').map((l) => JSON.parse(l) as { node: string; type: string });
-    t.same([...new Set(events.map((e) => e.node))].sort(), ['node-1', 'node-2'], 'events from both nodes');
+    const observe = spawn(process.execPath, [CLI, 'observe', '--lab', '--json', '--namespace', 'shop'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.teardown(() => observe.kill());
+    const nodes = new Set<string>();
+    let buffered = '';
+    observe.stdout.on('data', (c: Buffer) => {
+      buffered += String(c);
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const l of lines) nodes.add((JSON.parse(l) as { node: string }).node);
+    });
+    // Keep traffic going until both nodes' followers have reported (they subscribe at their own pace).
+    await waitFor('flows from both nodes', () => {
+      if (nodes.size < 2) probe('shop/client', 'whoami', CART_REMOTE, '9000');
+      return nodes.size === 2;
+    }, 30_000);
+    observe.kill();
+    t.same([...nodes].sort(), ['node-1', 'node-2'], 'events from both nodes');
     const metrics = spawnSync('nsenter', ['--net=/run/netns/ztl-node-1', process.execPath, '-e', "fetch('http://127.0.0.1:15020/metrics').then(r=>r.text()).then(t=>process.stdout.write(t))"], { encoding: 'utf8' }).stdout;
     const assigned = /ztunnel_ebpf_capture_packets_total\{action="assigned_listener"\} (\d+)/.exec(metrics)?.[1];
     t.ok(Number(assigned) > 0, `capture_pod assigned ${assigned ?? '?'} new flows to listeners`);

@@ -1,0 +1,141 @@
+// A test API server that speaks the real list/watch protocol (JSON lists with resourceVersion, chunked
+// watch streams of {type, object}, 410 Gone for an expired resourceVersion) to the real client library.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { writeFileSync } from 'node:fs';
+
+type Obj = { metadata: { name: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string> } } & Record<string, unknown>;
+interface Event {
+  rv: number;
+  path: string;
+  type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  object: Obj;
+}
+
+const LIST_KINDS: Record<string, string> = {
+  '/api/v1/namespaces': 'NamespaceList',
+  '/api/v1/pods': 'PodList',
+  '/api/v1/services': 'ServiceList',
+  '/api/v1/nodes': 'NodeList',
+  '/apis/security.istio.io/v1/authorizationpolicies': 'AuthorizationPolicyList',
+};
+
+export class FakeApiServer {
+  readonly #server = http.createServer((req, res) => this.#handle(req, res));
+  readonly #objects = new Map<string, Map<string, Obj>>();
+  readonly #history: Event[] = [];
+  readonly #watches = new Set<{ path: string; res: http.ServerResponse }>();
+  #rv = 100;
+  /** Watches asking for a resourceVersion below this get 410 Gone. */
+  #oldestRv = 0;
+  /** Requests seen, by "list PATH" / "watch PATH". */
+  readonly requests: string[] = [];
+
+  async start(host = '127.0.0.1'): Promise<AddressInfo> {
+    await new Promise<void>((r) => this.#server.listen(0, host, r));
+    return this.#server.address() as AddressInfo;
+  }
+
+  /** A kubeconfig file pointing at this server. */
+  writeKubeconfig(file: string): void {
+    const { address, port } = this.#server.address() as AddressInfo;
+    writeFileSync(
+      file,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        // Plain HTTP on loopback: the client library then insists on insecure-skip-tls-verify.
+        clusters: [{ name: 'test', cluster: { server: `http://${address}:${port}`, 'insecure-skip-tls-verify': true } }],
+        users: [{ name: 'test', user: { token: 'test-token' } }],
+        contexts: [{ name: 'test', context: { cluster: 'test', user: 'test' } }],
+        'current-context': 'test',
+      }),
+    );
+  }
+
+  upsert(path: string, obj: Obj): void {
+    const store = this.#store(path);
+    const key = `${obj.metadata.namespace ?? ''}/${obj.metadata.name}`;
+    const type = store.has(key) ? 'MODIFIED' : 'ADDED';
+    this.#rv += 1;
+    const stored = { ...obj, metadata: { ...obj.metadata, resourceVersion: String(this.#rv) } };
+    store.set(key, stored);
+    this.#emit({ rv: this.#rv, path, type, object: stored });
+  }
+
+  remove(path: string, namespace: string | undefined, name: string): void {
+    const store = this.#store(path);
+    const key = `${namespace ?? ''}/${name}`;
+    const obj = store.get(key);
+    if (obj === undefined) return;
+    store.delete(key);
+    this.#rv += 1;
+    this.#emit({ rv: this.#rv, path, type: 'DELETED', object: { ...obj, metadata: { ...obj.metadata, resourceVersion: String(this.#rv) } } });
+  }
+
+  /** Cuts every open watch, as a restarted API server or a load balancer would. */
+  dropWatches(): void {
+    for (const w of this.#watches) w.res.destroy();
+    this.#watches.clear();
+  }
+
+  /** Forgets the event history: a watch resuming from an older resourceVersion gets 410 Gone. */
+  expireHistory(): void {
+    this.#oldestRv = this.#rv + 1;
+    this.#history.length = 0;
+  }
+
+  /** Changes an object without telling current watchers (they must be gone), e.g. while expired. */
+  upsertSilently(path: string, obj: Obj): void {
+    const watches = [...this.#watches];
+    this.#watches.clear();
+    this.upsert(path, obj);
+    for (const w of watches) this.#watches.add(w);
+  }
+
+  async close(): Promise<void> {
+    this.dropWatches();
+    await new Promise<void>((r) => this.#server.close(() => r()));
+  }
+
+  #store(path: string): Map<string, Obj> {
+    let s = this.#objects.get(path);
+    if (s === undefined) {
+      s = new Map();
+      this.#objects.set(path, s);
+    }
+    return s;
+  }
+
+  #emit(e: Event): void {
+    this.#history.push(e);
+    for (const w of this.#watches) if (w.path === e.path) w.res.write(`${JSON.stringify({ type: e.type, object: e.object })}\n`);
+  }
+
+  #handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://api');
+    const path = url.pathname;
+    if (LIST_KINDS[path] === undefined) {
+      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 404 }));
+      return;
+    }
+    if (url.searchParams.get('watch') !== 'true') {
+      this.requests.push(`list ${path}`);
+      const body = { apiVersion: 'v1', kind: LIST_KINDS[path], metadata: { resourceVersion: String(this.#rv) }, items: [...this.#store(path).values()] };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      return;
+    }
+    this.requests.push(`watch ${path}`);
+    const from = Number(url.searchParams.get('resourceVersion') ?? '0');
+    res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    res.flushHeaders(); // a real API server answers a watch at once, before any event
+    if (from < this.#oldestRv) {
+      res.end(`${JSON.stringify({ type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Expired', code: 410, message: 'too old resource version' } })}\n`);
+      return;
+    }
+    for (const e of this.#history) if (e.path === path && e.rv > from) res.write(`${JSON.stringify({ type: e.type, object: e.object })}\n`);
+    const w = { path, res };
+    this.#watches.add(w);
+    req.on('close', () => this.#watches.delete(w));
+  }
+}

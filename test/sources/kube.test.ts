@@ -1,0 +1,128 @@
+// Cluster mode against a test API server speaking the real list/watch protocol to the real client
+// library: each change in the cluster changes what the running daemons do.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import t from 'tap';
+import { parse } from 'yaml';
+import { App } from '../../src/app.js';
+import { configFromFlags } from '../../src/config/config.js';
+import { FakeApiServer } from '../helpers/fake-apiserver.js';
+import { exchange, meshManifests, podIp, socksConnect, startEcho } from '../helpers/loopback.js';
+
+const plan = { net: 215 };
+const PATHS: Record<string, string> = {
+  Namespace: '/api/v1/namespaces',
+  Pod: '/api/v1/pods',
+  Service: '/api/v1/services',
+  Node: '/api/v1/nodes',
+  AuthorizationPolicy: '/apis/security.istio.io/v1/authorizationpolicies',
+};
+type Obj = { kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> } } & Record<string, unknown>;
+
+async function until(what: string, pred: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+t.test('daemons in cluster mode follow the API server', async (t) => {
+  const api = new FakeApiServer();
+  await api.start();
+  t.teardown(() => api.close());
+  const objects = (meshManifests(plan).split(/^---$/m).map((d) => parse(d) as Obj | null).filter((o): o is Obj => o !== null));
+  for (const o of objects) api.upsert(PATHS[o.kind] ?? '', o);
+  const dir = mkdtempSync(join(tmpdir(), 'ztunnel-ts-kube-'));
+  api.writeKubeconfig(join(dir, 'kubeconfig'));
+  const logs: Record<string, unknown>[] = [];
+  const start = (node: string): Promise<App> =>
+    App.start(
+      configFromFlags({
+        node, kube: true, kubeconfig: join(dir, 'kubeconfig'), caDir: join(dir, 'ca'),
+        socks5: '127.0.0.1:0', admin: '127.0.0.1:0', metrics: '127.0.0.1:0', readiness: '127.0.0.1:0', drainSeconds: 1,
+      }),
+      pino({ level: 'info' }, { write: (l: string) => logs.push(JSON.parse(l) as Record<string, unknown>) }).child({ node }),
+    );
+  const node1 = await start('node-1');
+  const node2 = await start('node-2');
+  t.teardown(() => Promise.all([node1.drain(100), node2.drain(100)]));
+  await until('first sync', () => node1.state.workloadByIp(podIp(plan, 1, 1)) !== undefined && node2.state.workloadByIp(podIp(plan, 2, 1)) !== undefined);
+  const echo = await startEcho(podIp(plan, 2, 1));
+  const newPod = await startEcho(podIp(plan, 2, 5));
+  t.teardown(() => Promise.all([echo.close(), newPod.close()]));
+  const client = podIp(plan, 1, 1);
+  const works = async (ip: string): Promise<boolean> => {
+    try {
+      const s = await socksConnect(node1, client, ip, 8080);
+      return String(await exchange(s, Buffer.from('hi'))) === 'hi';
+    } catch {
+      return false;
+    }
+  };
+  const namespace = objects.find((o) => o.kind === 'Namespace' && o.metadata.name === 'app') as Obj;
+  const outboundTo = (ip: string): Record<string, unknown> | undefined =>
+    logs.filter((l) => l['msg'] === 'connection complete' && l['direction'] === 'outbound' && String(l['dst.addr']).startsWith(`${ip}:`)).at(-1);
+
+  t.ok(await works(podIp(plan, 2, 1)), 'synced state carries traffic over HBONE');
+  t.match(outboundTo(podIp(plan, 2, 1)), { 'dst.hbone_addr': `${podIp(plan, 2, 1)}:15008` });
+
+  t.test('namespace label flip turns capture off and on', async (t) => {
+    api.upsert(PATHS['Namespace'] ?? '', { ...namespace, metadata: { name: 'app', labels: {} } });
+    await until('capture off', () => node1.state.workloadByIp(client)?.captured === false, 1000);
+    t.notOk(await works(podIp(plan, 2, 1)), 'the client is no longer a captured workload');
+    api.upsert(PATHS['Namespace'] ?? '', namespace);
+    await until('capture on', () => node1.state.workloadByIp(client)?.captured === true, 1000);
+    t.ok(await works(podIp(plan, 2, 1)));
+  });
+
+  t.test('pod add and delete', async (t) => {
+    const pod: Obj = {
+      kind: 'Pod',
+      apiVersion: 'v1',
+      metadata: { name: 'echo-c', namespace: 'app', labels: { app: 'echo' } },
+      spec: { nodeName: 'node-2', serviceAccountName: 'echo' },
+      status: { podIP: podIp(plan, 2, 5) },
+    };
+    api.upsert(PATHS['Pod'] ?? '', pod);
+    await until('pod added', () => node2.state.workloadByIp(podIp(plan, 2, 5)) !== undefined && node1.state.workloadByIp(podIp(plan, 2, 5)) !== undefined);
+    await new Promise((r) => setTimeout(r, 100)); // node-2 binds the new pod's HBONE address
+    t.ok(await works(podIp(plan, 2, 5)));
+    t.match(outboundTo(podIp(plan, 2, 5)), { 'dst.hbone_addr': `${podIp(plan, 2, 5)}:15008` }, 'new pod reached over HBONE');
+    api.remove(PATHS['Pod'] ?? '', 'app', 'echo-c');
+    await until('pod deleted', () => node1.state.workloadByIp(podIp(plan, 2, 5)) === undefined);
+    t.ok(await works(podIp(plan, 2, 5)));
+    t.equal(outboundTo(podIp(plan, 2, 5))?.['dst.hbone_addr'], undefined, 'an unknown address is passed through as plain TCP');
+  });
+
+  const deny: Obj = {
+    kind: 'AuthorizationPolicy',
+    apiVersion: 'security.istio.io/v1',
+    metadata: { name: 'deny-client', namespace: 'app' },
+    spec: { action: 'DENY', rules: [{ from: [{ source: { principals: ['cluster.local/ns/app/sa/client'] } }] }] },
+  };
+
+  t.test('policy add denies; after a dropped watch its removal is still seen', async (t) => {
+    api.upsert(PATHS['AuthorizationPolicy'] ?? '', deny);
+    await until('policy loaded', () => node2.state.policies.length === 1);
+    t.notOk(await works(podIp(plan, 2, 1)), 'denied by the new policy');
+    const watchesBefore = api.requests.filter((r) => r.startsWith('watch')).length;
+    api.dropWatches();
+    await until('watches re-established', () => api.requests.filter((r) => r.startsWith('watch')).length >= watchesBefore + 5, 10_000);
+    api.remove(PATHS['AuthorizationPolicy'] ?? '', 'app', 'deny-client');
+    await until('policy removed', () => node2.state.policies.length === 0, 5000);
+    t.ok(await works(podIp(plan, 2, 1)), 'allowed again');
+  });
+
+  t.test('410 Gone: the informers list again and catch up', async (t) => {
+    const listsBefore = api.requests.filter((r) => r === 'list /api/v1/namespaces').length;
+    api.expireHistory();
+    api.dropWatches();
+    api.upsert(PATHS['Namespace'] ?? '', { ...namespace, metadata: { name: 'app', labels: {} } });
+    await until('relisted', () => api.requests.filter((r) => r === 'list /api/v1/namespaces').length > listsBefore, 10_000);
+    await until('capture off after resync', () => node1.state.workloadByIp(client)?.captured === false, 5000);
+    t.notOk(await works(podIp(plan, 2, 1)));
+  });
+});
