@@ -7,6 +7,7 @@ import { CertificateAuthority, DEFAULT_WORKLOAD_TTL_MS } from '../identity/ca.js
 import { splitPemCertificates, x509 } from '../identity/keys.js';
 import { uriSans } from '../identity/svid.js';
 import { issueNodeToken } from '../identity/tokens.js';
+import { tokenReviewAuthenticator, type NodeAuthenticator } from '../identity/node-authenticator.js';
 import { parseIdentity } from '../model/identity.js';
 import { State } from '../model/state.js';
 import { ManifestSource } from '../sources/manifests.js';
@@ -86,7 +87,10 @@ export function registerCa(program: Command): void {
 
   ca.command('serve')
     .description('run the CA on its own: HTTPS CSR endpoint with node-restricted issuance')
-    .requiredOption('--manifests <path>', 'the same manifests the daemons read (pods on which node)')
+    .option('--manifests <path>', 'local mode: the same manifests the daemons read (pods on which node)')
+    .option('--kube', 'cluster mode: pods from the API server; daemons authenticate with ServiceAccount tokens (TokenReview)')
+    .option('--kubeconfig <file>', 'with --kube: kubeconfig (default: in-cluster)')
+    .option('--allowed-sa <ns/name...>', 'with --kube: service accounts that may request certificates', ['istio-system/ztunnel'])
     .option('--dir <dir>', 'CA state directory', 'certs')
     .option('--trust-domain <td>', 'trust domain', 'cluster.local')
     .option('--listen <ip:port>', 'address to serve on', '127.0.0.1:15012')
@@ -94,14 +98,24 @@ export function registerCa(program: Command): void {
     .option('--max-ttl <seconds>', 'longest certificate it will sign', String(DEFAULT_WORKLOAD_TTL_MS / 1000))
     .option('--log-level <level>', 'log level', 'info')
     .option('--log-format <fmt>', 'json or pretty', 'json')
-    .action(async (o: { manifests: string; dir: string; trustDomain: string; listen: string; san?: string[]; maxTtl: string; logLevel: string; logFormat: string }) => {
+    .action(async (o: { manifests?: string; kube?: boolean; kubeconfig?: string; allowedSa: string[]; dir: string; trustDomain: string; listen: string; san?: string[]; maxTtl: string; logLevel: string; logFormat: string }) => {
+      if ((o.manifests === undefined) === (o.kube !== true)) throw new UsageError('give either --manifests PATH or --kube');
       const m = /^(.*):(\d+)$/.exec(o.listen);
       if (m === null || isIP(m[1] ?? '') === 0) throw new UsageError(`--listen: expected IP:PORT, got "${o.listen}"`);
       if (o.logFormat !== 'json' && o.logFormat !== 'pretty') throw new UsageError(`--log-format: expected json or pretty`);
       const logger = createLogger(o.logLevel, o.logFormat);
       const authority = await CertificateAuthority.loadOrInit(o.dir, o.trustDomain);
       const state = new State();
-      const source = new ManifestSource({ path: o.manifests, state, trustDomain: o.trustDomain, logger: logger.child({ component: 'manifests' }) });
+      let source: { start(): Promise<void>; close(): Promise<void> };
+      let authenticate: NodeAuthenticator | undefined;
+      if (o.kube === true) {
+        const { KubeSource, loadKubeConfig } = await import('../sources/kube.js');
+        const { kubeTokenReviewApi } = await import('../identity/kube-token-review.js');
+        source = new KubeSource({ state, trustDomain: o.trustDomain, logger: logger.child({ component: 'kube' }), kubeconfig: o.kubeconfig });
+        authenticate = tokenReviewAuthenticator(kubeTokenReviewApi(loadKubeConfig(o.kubeconfig)), o.allowedSa);
+      } else {
+        source = new ManifestSource({ path: o.manifests ?? '', state, trustDomain: o.trustDomain, logger: logger.child({ component: 'manifests' }) });
+      }
       await source.start();
       const server = new CaServer({
         ca: authority,
@@ -112,6 +126,7 @@ export function registerCa(program: Command): void {
         port: Number(m[2]),
         serverNames: o.san ?? [],
         maxTtlMs: positiveSeconds(o.maxTtl, '--max-ttl') * 1000,
+        ...(authenticate === undefined ? {} : { authenticate }),
       });
       const addr = await server.start();
       logger.info({ address: `${addr.address}:${addr.port}`, root: `${o.dir}/root-cert.pem` }, 'ca serving');

@@ -9,7 +9,7 @@ import type { State } from '../model/state.js';
 import type { CertificateAuthority } from './ca.js';
 import { IdentityError } from './errors.js';
 import { CSR_PATH, type CsrRequestBody, type CsrResponseBody } from './source.js';
-import { verifyNodeToken } from './tokens.js';
+import { jwtNodeAuthenticator, type NodeAuthenticator } from './node-authenticator.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
 const MIN_TTL_S = 1;
@@ -24,6 +24,8 @@ export interface CaServerOptions {
   /** Names and IPs on the serving certificate; the listen host is always included. */
   readonly serverNames?: readonly string[];
   readonly maxTtlMs: number;
+  /** Who the bearer token speaks for; JWT node tokens of this CA by default. */
+  readonly authenticate?: NodeAuthenticator;
 }
 
 export class CaServer {
@@ -68,10 +70,11 @@ export class CaServer {
     if (!auth.startsWith('Bearer ')) return reply(res, 401, { error: 'missing bearer token' });
     let node: string;
     try {
-      node = await verifyNodeToken(await ca.tokenPublicKey, auth.slice(7).trim());
+      node = await (this.#opts.authenticate ?? jwtNodeAuthenticator(ca))(auth.slice(7).trim());
     } catch (err) {
       logger.warn({ err: (err as Error).message, remote: req.socket.remoteAddress }, 'ca refused a token');
-      return reply(res, 401, { error: (err as Error).message });
+      const unavailable = err instanceof IdentityError && err.code === 'CA_UNAVAILABLE';
+      return reply(res, unavailable ? 503 : 401, { error: (err as Error).message });
     }
     let body: CsrRequestBody;
     try {

@@ -30,6 +30,8 @@ export class FakeApiServer {
   #oldestRv = 0;
   /** Requests seen, by "list PATH" / "watch PATH". */
   readonly requests: string[] = [];
+  /** Tokens TokenReview accepts: token → service account user and the pod it is bound to. */
+  readonly tokens = new Map<string, { username: string; namespace: string; pod: string; audiences: string[] }>();
 
   async start(host = '127.0.0.1'): Promise<AddressInfo> {
     await new Promise<void>((r) => this.#server.listen(0, host, r));
@@ -115,6 +117,28 @@ export class FakeApiServer {
   #handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://api');
     const path = url.pathname;
+    if (req.method === 'POST' && path === '/apis/authentication.k8s.io/v1/tokenreviews') {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += String(c)));
+      req.on('end', () => {
+        const review = JSON.parse(body) as { spec: { token: string; audiences?: string[] } };
+        const t = this.tokens.get(review.spec.token);
+        const wanted = review.spec.audiences ?? [];
+        const ok = t !== undefined && wanted.every((a) => t.audiences.includes(a));
+        const status = ok
+          ? { authenticated: true, audiences: wanted, user: { username: t.username, extra: { 'authentication.kubernetes.io/pod-name': [t.pod] } } }
+          : { authenticated: false, error: 'invalid bearer token' };
+        res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: review.spec, status }));
+      });
+      return;
+    }
+    const pod = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/.exec(path);
+    if (req.method === 'GET' && pod !== null) {
+      const obj = this.#store('/api/v1/pods').get(`${pod[1] ?? ''}/${pod[2] ?? ''}`);
+      if (obj === undefined) res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 404 }));
+      else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ apiVersion: 'v1', kind: 'Pod', ...obj }));
+      return;
+    }
     if (LIST_KINDS[path] === undefined) {
       res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 404 }));
       return;

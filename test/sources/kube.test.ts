@@ -9,6 +9,14 @@ import { parse } from 'yaml';
 import { App } from '../../src/app.js';
 import { configFromFlags } from '../../src/config/config.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
+import { writeFileSync } from 'node:fs';
+import { CaServer } from '../../src/identity/ca-server.js';
+import { CertificateAuthority } from '../../src/identity/ca.js';
+import { kubeTokenReviewApi } from '../../src/identity/kube-token-review.js';
+import { tokenReviewAuthenticator } from '../../src/identity/node-authenticator.js';
+import { RemoteCaSource } from '../../src/identity/source.js';
+import { State } from '../../src/model/state.js';
+import { KubeSource, loadKubeConfig } from '../../src/sources/kube.js';
 import { exchange, meshManifests, podIp, socksConnect, startEcho } from '../helpers/loopback.js';
 
 const plan = { net: 215 };
@@ -125,4 +133,41 @@ t.test('daemons in cluster mode follow the API server', async (t) => {
     await until('capture off after resync', () => node1.state.workloadByIp(client)?.captured === false, 5000);
     t.notOk(await works(podIp(plan, 2, 1)));
   });
+});
+
+t.test('the CA in cluster mode: ServiceAccount tokens via TokenReview, identities of the token pod\'s node', async (t) => {
+  const api = new FakeApiServer();
+  await api.start();
+  t.teardown(() => api.close());
+  const objects = meshManifests({ net: 216 }).split(/^---$/m).map((d) => parse(d) as Obj | null).filter((o): o is Obj => o !== null);
+  for (const o of objects) api.upsert(PATHS[o.kind] ?? '', o);
+  // The node daemon itself: a host-network pod of the ztunnel service account on node-1.
+  api.upsert(PATHS['Pod'] ?? '', { kind: 'Pod', metadata: { name: 'ztunnel-n1', namespace: 'istio-system' }, spec: { nodeName: 'node-1', hostNetwork: true, serviceAccountName: 'ztunnel' } });
+  api.tokens.set('tok-n1', { username: 'system:serviceaccount:istio-system:ztunnel', namespace: 'istio-system', pod: 'ztunnel-n1', audiences: ['istio-ca'] });
+  api.tokens.set('tok-app', { username: 'system:serviceaccount:app:client', namespace: 'app', pod: 'client', audiences: ['istio-ca'] });
+  api.tokens.set('tok-wrong-aud', { username: 'system:serviceaccount:istio-system:ztunnel', namespace: 'istio-system', pod: 'ztunnel-n1', audiences: ['kubernetes'] });
+  const dir = mkdtempSync(join(tmpdir(), 'ztunnel-ts-kube-ca-'));
+  api.writeKubeconfig(join(dir, 'kubeconfig'));
+
+  const state = new State();
+  const source = new KubeSource({ state, trustDomain: 'cluster.local', logger: pino({ level: 'silent' }), kubeconfig: join(dir, 'kubeconfig') });
+  await source.start();
+  t.teardown(() => source.close());
+  await until('sync', () => state.workloadByIp('127.216.1.1') !== undefined);
+  const ca = await CertificateAuthority.create('cluster.local');
+  const server = new CaServer({
+    ca, state, trustDomain: 'cluster.local', logger: pino({ level: 'silent' }), host: '127.216.0.1', port: 0, maxTtlMs: 3600_000,
+    authenticate: tokenReviewAuthenticator(kubeTokenReviewApi(loadKubeConfig(join(dir, 'kubeconfig'))), ['istio-system/ztunnel']),
+  });
+  const addr = await server.start();
+  t.teardown(() => server.close());
+  const client = (token: string): RemoteCaSource => {
+    writeFileSync(join(dir, token), token);
+    return new RemoteCaSource({ url: `https://127.216.0.1:${addr.port}`, tokenFile: join(dir, token), rootPem: ca.rootPem, ttlMs: 600_000 });
+  };
+  t.equal((await client('tok-n1').fetch('spiffe://cluster.local/ns/app/sa/client')).identity, 'spiffe://cluster.local/ns/app/sa/client', 'a pod on the token pod\'s node');
+  await t.rejects(client('tok-n1').fetch('spiffe://cluster.local/ns/legacy/sa/default'), { code: 'CA_FORBIDDEN' }, 'no such pod on node-1');
+  await t.rejects(client('tok-app').fetch('spiffe://cluster.local/ns/app/sa/client'), { code: 'CA_UNAUTHENTICATED' }, 'not the ztunnel service account');
+  await t.rejects(client('tok-wrong-aud').fetch('spiffe://cluster.local/ns/app/sa/client'), { code: 'CA_UNAUTHENTICATED' }, 'token for another audience');
+  await t.rejects(client('nonsense').fetch('spiffe://cluster.local/ns/app/sa/client'), { code: 'CA_UNAUTHENTICATED' }, 'unknown token');
 });

@@ -1,0 +1,43 @@
+// Who is asking the CA: the node a daemon runs on, from its bearer token.
+import type { CertificateAuthority } from './ca.js';
+import { IdentityError } from './errors.js';
+import { verifyNodeToken } from './tokens.js';
+
+export type NodeAuthenticator = (token: string) => Promise<string>;
+
+/** Lab/local mode: a JWT node token signed by this CA. */
+export function jwtNodeAuthenticator(ca: CertificateAuthority): NodeAuthenticator {
+  return async (token) => verifyNodeToken(await ca.tokenPublicKey, token);
+}
+
+export interface TokenReviewApi {
+  /** TokenReview for the token with the audience; the authenticated user and its extra fields. */
+  review(token: string, audience: string): Promise<{ authenticated: boolean; username?: string; extra?: Record<string, string[]>; error?: string }>;
+  /** spec.nodeName of a pod. */
+  podNode(namespace: string, name: string): Promise<string | undefined>;
+}
+
+export const CA_AUDIENCE = 'istio-ca';
+
+/**
+ * Cluster mode: the daemon's projected ServiceAccount token (audience istio-ca), checked with TokenReview.
+ * The token must belong to one of the allowed service accounts and be bound to a pod; that pod's
+ * spec.nodeName is the node the daemon may ask identities for.
+ */
+export function tokenReviewAuthenticator(api: TokenReviewApi, allowedServiceAccounts: readonly string[]): NodeAuthenticator {
+  return async (token) => {
+    const r = await api.review(token, CA_AUDIENCE).catch((err: Error) => {
+      throw new IdentityError('CA_UNAVAILABLE', `tokenreview failed: ${err.message}`, { cause: err });
+    });
+    if (!r.authenticated) throw new IdentityError('CA_UNAUTHENTICATED', `token rejected by the API server${r.error === undefined ? '' : `: ${r.error}`}`);
+    const m = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(r.username ?? '');
+    if (m === null || !allowedServiceAccounts.includes(`${m[1] ?? ''}/${m[2] ?? ''}`)) {
+      throw new IdentityError('CA_UNAUTHENTICATED', `${r.username ?? 'unknown user'} may not request workload certificates`);
+    }
+    const pod = r.extra?.['authentication.kubernetes.io/pod-name']?.[0];
+    if (pod === undefined) throw new IdentityError('CA_UNAUTHENTICATED', 'token is not bound to a pod (use a projected ServiceAccount token)');
+    const node = await api.podNode(m[1] ?? '', pod);
+    if (node === undefined) throw new IdentityError('CA_UNAUTHENTICATED', `pod ${m[1] ?? ''}/${pod} of the token has no node`);
+    return node;
+  };
+}
