@@ -34,7 +34,10 @@ export class State extends EventEmitter<StateEvents> {
       endpoints.set(
         s.uid,
         selector === undefined
-          ? []
+          ? s.endpointIps.flatMap((ip) => {
+              const w = byIp.get(ip);
+              return w === undefined ? [] : [w];
+            })
           : snapshot.workloads.filter((w) => w.namespace === s.namespace && labelsMatch(selector, w.labels)),
       );
     }

@@ -31,8 +31,10 @@ export interface Service {
   readonly namespace: string;
   readonly vip: string | undefined;
   readonly ports: readonly ServicePort[];
-  /** undefined: endpoints are not managed by a selector. */
+  /** undefined: endpoints are not managed by a selector (see endpointIps). */
   readonly selector: Labels | undefined;
+  /** For services without a selector: endpoint addresses from their EndpointSlices. */
+  readonly endpointIps: readonly string[];
   readonly labels: Labels;
 }
 

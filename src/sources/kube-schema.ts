@@ -69,6 +69,17 @@ export const nodeSchema = z.object({
     .optional(),
 });
 
+/** Endpoints of services without a selector (label kubernetes.io/service-name names the service). */
+export const endpointSliceSchema = z.object({
+  apiVersion: z.literal('discovery.k8s.io/v1'),
+  kind: z.literal('EndpointSlice'),
+  metadata,
+  addressType: z.enum(['IPv4', 'IPv6', 'FQDN']),
+  endpoints: z
+    .array(z.object({ addresses: z.array(z.string()), conditions: z.object({ ready: z.boolean().nullish() }).nullish() }))
+    .nullish(),
+});
+
 /** Policies are stored as written; src/authz validates and translates their spec. */
 export const authorizationPolicySchema = z.looseObject({
   apiVersion: z.enum(['security.istio.io/v1', 'security.istio.io/v1beta1']),
@@ -83,7 +94,9 @@ export type ServiceObject = z.infer<typeof serviceSchema>;
 export type NodeObject = z.infer<typeof nodeSchema>;
 export type AuthorizationPolicyObject = z.infer<typeof authorizationPolicySchema>;
 
-export type KubeObject = NamespaceObject | PodObject | ServiceObject | NodeObject | AuthorizationPolicyObject;
+export type EndpointSliceObject = z.infer<typeof endpointSliceSchema>;
+
+export type KubeObject = NamespaceObject | PodObject | ServiceObject | NodeObject | AuthorizationPolicyObject | EndpointSliceObject;
 
 const schemas = {
   Namespace: namespaceSchema,
@@ -91,6 +104,7 @@ const schemas = {
   Service: serviceSchema,
   Node: nodeSchema,
   AuthorizationPolicy: authorizationPolicySchema,
+  EndpointSlice: endpointSliceSchema,
 } as const;
 
 export type KnownKind = keyof typeof schemas;

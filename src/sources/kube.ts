@@ -55,12 +55,19 @@ export class KubeSource {
   #resources(): Resource[] {
     const core = this.#kc.makeApiClient(k8s.CoreV1Api);
     const custom = this.#kc.makeApiClient(k8s.CustomObjectsApi);
+    const discovery = this.#kc.makeApiClient(k8s.DiscoveryV1Api);
     const asList = (p: Promise<unknown>): Promise<k8s.KubernetesListObject<k8s.KubernetesObject>> => p as Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>;
     return [
       { kind: 'Namespace', apiVersion: 'v1', path: '/api/v1/namespaces', list: () => asList(core.listNamespace()) },
       { kind: 'Pod', apiVersion: 'v1', path: '/api/v1/pods', list: () => asList(core.listPodForAllNamespaces()) },
       { kind: 'Service', apiVersion: 'v1', path: '/api/v1/services', list: () => asList(core.listServiceForAllNamespaces()) },
       { kind: 'Node', apiVersion: 'v1', path: '/api/v1/nodes', list: () => asList(core.listNode()) },
+      {
+        kind: 'EndpointSlice',
+        apiVersion: 'discovery.k8s.io/v1',
+        path: '/apis/discovery.k8s.io/v1/endpointslices',
+        list: () => asList(discovery.listEndpointSliceForAllNamespaces()),
+      },
       {
         kind: 'AuthorizationPolicy',
         apiVersion: 'security.istio.io/v1',

@@ -1,7 +1,7 @@
 // The one translation from Kubernetes objects to the model, shared by local and cluster mode.
 import { identityToString } from '../model/identity.js';
 import type { NamespaceInfo, NodeInfo, Service, Snapshot, StoredPolicy, Workload } from '../model/types.js';
-import type { KubeObject, NodeObject, PodObject, ServiceObject } from './kube-schema.js';
+import type { EndpointSliceObject, KubeObject, NodeObject, PodObject, ServiceObject } from './kube-schema.js';
 
 export const DATAPLANE_MODE_LABEL = 'istio.io/dataplane-mode';
 export const AMBIENT = 'ambient';
@@ -22,6 +22,7 @@ export function translate(objects: readonly SourcedObject[], opts: TranslateOpti
   const services: ServiceObject[] = [];
   const nodes: NodeInfo[] = [];
   const policies: StoredPolicy[] = [];
+  const slices: EndpointSliceObject[] = [];
 
   for (const { origin, object } of objects) {
     switch (object.kind) {
@@ -36,6 +37,9 @@ export function translate(objects: readonly SourcedObject[], opts: TranslateOpti
         break;
       case 'Node':
         nodes.push(nodeInfo(object));
+        break;
+      case 'EndpointSlice':
+        slices.push(object);
         break;
       case 'AuthorizationPolicy':
         policies.push({
@@ -56,7 +60,7 @@ export function translate(objects: readonly SourcedObject[], opts: TranslateOpti
   return {
     namespaces: [...namespaces.values()],
     workloads,
-    services: services.map(serviceToModel),
+    services: services.map((svc) => serviceToModel(svc, slices)),
     nodes,
     policies,
   };
@@ -94,8 +98,17 @@ function podToWorkload(
   };
 }
 
-function serviceToModel(svc: ServiceObject): Service {
+const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+
+function serviceToModel(svc: ServiceObject, slices: readonly EndpointSliceObject[]): Service {
   const namespace = svc.metadata.namespace ?? 'default';
+  // Only services without a selector take their endpoints from EndpointSlices (as kube-proxy would).
+  const endpointIps =
+    svc.spec.selector !== undefined
+      ? []
+      : slices
+          .filter((s) => (s.metadata.namespace ?? 'default') === namespace && s.metadata.labels?.[SERVICE_NAME_LABEL] === svc.metadata.name && s.addressType !== 'FQDN')
+          .flatMap((s) => (s.endpoints ?? []).filter((e) => e.conditions?.ready !== false).flatMap((e) => e.addresses));
   const clusterIP = svc.spec.clusterIP;
   return {
     uid: `${namespace}/${svc.metadata.name}`,
@@ -104,6 +117,7 @@ function serviceToModel(svc: ServiceObject): Service {
     vip: clusterIP === undefined || clusterIP === 'None' ? undefined : clusterIP,
     ports: svc.spec.ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.targetPort ?? p.port })),
     selector: svc.spec.selector,
+    endpointIps,
     labels: svc.metadata.labels ?? {},
   };
 }

@@ -17,6 +17,7 @@ const LIST_KINDS: Record<string, string> = {
   '/api/v1/pods': 'PodList',
   '/api/v1/services': 'ServiceList',
   '/api/v1/nodes': 'NodeList',
+  '/apis/discovery.k8s.io/v1/endpointslices': 'EndpointSliceList',
   '/apis/security.istio.io/v1/authorizationpolicies': 'AuthorizationPolicyList',
 };
 

@@ -105,6 +105,24 @@ t.test('daemons in cluster mode follow the API server', async (t) => {
     t.equal(outboundTo(podIp(plan, 2, 5))?.['dst.hbone_addr'], undefined, 'an unknown address is passed through as plain TCP');
   });
 
+  t.test('a service without a selector takes its endpoints from EndpointSlices', async (t) => {
+    api.upsert(PATHS['Service'] ?? '', { kind: 'Service', apiVersion: 'v1', metadata: { name: 'external', namespace: 'app' }, spec: { clusterIP: '10.96.215.20', ports: [{ port: 80, targetPort: 8080 }] } });
+    api.upsert('/apis/discovery.k8s.io/v1/endpointslices', {
+      kind: 'EndpointSlice',
+      apiVersion: 'discovery.k8s.io/v1',
+      metadata: { name: 'external-1', namespace: 'app', labels: { 'kubernetes.io/service-name': 'external' } },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: [podIp(plan, 2, 1)], conditions: { ready: true } }],
+    });
+    await until('slice applied', () => {
+      const svc = node1.state.serviceByVip('10.96.215.20');
+      return svc !== undefined && node1.state.endpointsOf(svc).length === 1;
+    });
+    const s = await socksConnect(node1, client, '10.96.215.20', 80);
+    t.equal(String(await exchange(s, Buffer.from('via slice'))), 'via slice');
+    t.match(outboundTo(podIp(plan, 2, 1)), { 'dst.service': 'app/external', 'dst.hbone_addr': `${podIp(plan, 2, 1)}:15008` });
+  });
+
   const deny: Obj = {
     kind: 'AuthorizationPolicy',
     apiVersion: 'security.istio.io/v1',
