@@ -59,6 +59,20 @@ async function waitFor(what: string, pred: () => boolean, ms = 5000): Promise<vo
   }
 }
 
+/** Signals a lab daemon and waits until its process is gone. */
+async function stopDaemon(pid: number | undefined, signal: NodeJS.Signals): Promise<void> {
+  if (pid === undefined) throw new Error('no daemon pid');
+  process.kill(pid, signal);
+  await waitFor(`daemon ${pid} gone`, () => {
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+}
+
 function ourRules(netns: string | undefined): string {
   const args = netns === undefined ? [] : [`--net=/run/netns/${netns}`];
   const out: string[] = [];
@@ -212,15 +226,7 @@ spec:
     const node2 = readLabState()?.nodes.find((n) => n.name === 'node-2');
     const ns = (cmd: string, ...args: string[]): string => spawnSync('nsenter', [`--net=/run/netns/ztl-node-2`, cmd, ...args], { encoding: 'utf8' }).stdout;
     t.match(ns('tc', 'filter', 'show', 'dev', 'eth0', 'ingress'), /capture_uplink/, 'hooked while running');
-    process.kill(node2?.pid ?? 0, 'SIGTERM');
-    await waitFor('daemon exit', () => {
-      try {
-        process.kill(node2?.pid ?? 0, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    });
+    await stopDaemon(node2?.pid, 'SIGTERM');
     t.equal(ns('tc', 'filter', 'show', 'dev', 'eth0', 'ingress').trim(), '', 'no filter left on the uplink');
     t.notMatch(ns('ip', 'rule', 'show'), /fwmark/, 'no fwmark rule left');
     await labRestartNode('node-2');
@@ -229,15 +235,7 @@ spec:
 
   t.test('a killed daemon fails closed; a restarted one works again', async (t) => {
     const node1 = readLabState()?.nodes.find((n) => n.name === 'node-1');
-    process.kill(node1?.pid ?? 0, 'SIGKILL');
-    await waitFor('daemon gone', () => {
-      try {
-        process.kill(node1?.pid ?? 0, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    });
+    await stopDaemon(node1?.pid, 'SIGKILL');
     t.match(probe('shop/client', 'whoami', CART_REMOTE, '9000', '2000'), { ok: false, error: 'timeout' }, 'no bypass while the daemon is down');
     await labRestartNode('node-1');
     t.match(probe('shop/client', 'whoami', CART_REMOTE, '9000'), { ok: true, seenAs: CLIENT });
