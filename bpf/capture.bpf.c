@@ -100,11 +100,11 @@ static __always_inline int capture(struct __sk_buff *skb, const bool from_pod)
 	}
 
 	/* 2. Which listener, if any, a new flow belongs to. Captured pods' own traffic is captured where
-	 *    it leaves the pod; arriving traffic for captured pods is HBONE (15008) or, from outside the
-	 *    mesh, plaintext (15006). */
+	 *    it leaves the pod; arriving traffic for captured pods is HBONE (15008), from another node or
+	 *    from an uncaptured pod here (a waypoint), or else, from outside the mesh, plaintext (15006). */
 	if (from_pod && captured(ip->saddr) && !bpf_map_lookup_elem(&ztunnel_node_ips, &ip->daddr))
 		listen_port = cfg->outbound_port;
-	else if (!from_pod && captured(ip->daddr) && bpf_ntohs(tcp->dest) == cfg->hbone_port)
+	else if (captured(ip->daddr) && bpf_ntohs(tcp->dest) == cfg->hbone_port)
 		listen_port = cfg->hbone_port;
 	else if (captured(ip->daddr) && !(from_pod && captured(ip->saddr)))
 		listen_port = cfg->inbound_plain_port;

@@ -1,6 +1,5 @@
 // Wires one daemon together: state source, certificates, HBONE pool and server, proxies, listeners.
 // Components are started in dependency order and closed in reverse.
-import { readFileSync } from 'node:fs';
 import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -10,9 +9,8 @@ import type { Config } from './config/config.js';
 import { DEFAULT_TIMEOUTS, type HboneTimeouts } from './hbone/constants.js';
 import { HbonePool } from './hbone/pool.js';
 import { HboneServer } from './hbone/server.js';
-import { CertificateAuthority } from './identity/ca.js';
 import { CertManager } from './identity/cert-manager.js';
-import { EmbeddedCaSource, RemoteCaSource, type CertificateSource } from './identity/source.js';
+import { certificateSource, type CertificateSource } from './identity/source.js';
 import { State } from './model/state.js';
 import { InboundProxy } from './proxy/inbound.js';
 import type { ProxyInputs } from './proxy/inputs.js';
@@ -126,7 +124,7 @@ export class App {
   static async start(config: Config, logger: Logger, deps: AppDeps = {}): Promise<App> {
     // The Kubernetes client is large: load it only in cluster mode.
     const kube = config.kube === undefined ? undefined : (await import('./sources/kube.js')).KubeSource;
-    const app = new App(config, logger, await certificateSource(config), deps, kube);
+    const app = new App(config, logger, await certificateSource(config.ca, config.trustDomain, config.certTtlMs), deps, kube);
     await app.#start();
     return app;
   }
@@ -318,17 +316,4 @@ export class App {
     }
     this.#logger.info({ cutConnections: cut }, 'drained');
   }
-}
-
-async function certificateSource(config: Config): Promise<CertificateSource> {
-  if (config.ca.mode === 'embedded') {
-    const ca = await CertificateAuthority.loadOrInit(config.ca.dir, config.trustDomain);
-    return new EmbeddedCaSource(ca, config.certTtlMs);
-  }
-  return new RemoteCaSource({
-    url: config.ca.url,
-    tokenFile: config.ca.tokenFile,
-    rootPem: readFileSync(config.ca.rootFile, 'utf8'),
-    ttlMs: config.certTtlMs,
-  });
 }

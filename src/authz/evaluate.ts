@@ -26,6 +26,8 @@ export interface Decision {
 export function applicablePolicies(all: readonly Authorization[], w: Workload, rootNamespace: string): Authorization[] {
   return all.filter((p) => {
     switch (p.scope.kind) {
+      case 'targets':
+        return false; // a waypoint's, never ztunnel's
       case 'global':
         return true;
       case 'namespace':
@@ -81,7 +83,35 @@ function matches(m: Match, conn: AuthzConnection): boolean {
     field(m.destinationPorts, m.notDestinationPorts, (p) => p === conn.dstPort) &&
     field(m.serviceAccounts, m.notServiceAccounts, (sa) => serviceAccountMatches(sa, id)) &&
     field(m.principals, m.notPrincipals, (s) => principalMatches(s, conn.srcIdentity)) &&
-    field(m.namespaces, m.notNamespaces, (s) => id !== undefined && stringMatches(s, id.namespace))
+    field(m.namespaces, m.notNamespaces, (s) => id !== undefined && stringMatches(s, id.namespace)) &&
+    httpMatches(m, conn)
+  );
+}
+
+const HTTP_FIELDS = ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths', 'requestPrincipals', 'notRequestPrincipals', 'remoteIps', 'notRemoteIps', 'headers'] as const;
+
+/** HTTP attributes; a connection seen only at L4 (no http) never matches a match that names one. */
+function httpMatches(m: Match, conn: AuthzConnection): boolean {
+  const h = conn.http;
+  if (h === undefined) return HTTP_FIELDS.every((f) => m[f].length === 0);
+  const host = h.host.toLowerCase();
+  const bareHost = host.replace(/:\d+$/, '');
+  const hostMatches = (s: StringMatch): boolean => {
+    const lower = s.kind === 'presence' ? s : { ...s, value: s.value.toLowerCase() };
+    return stringMatches(lower, host) || stringMatches(lower, bareHost);
+  };
+  return (
+    field(m.hosts, m.notHosts, hostMatches) &&
+    field(m.methods, m.notMethods, (s) => stringMatches(s, h.method)) &&
+    field(m.paths, m.notPaths, (s) => stringMatches(s, h.path)) &&
+    // No JWT authentication here: the request principal is always empty.
+    field(m.requestPrincipals, m.notRequestPrincipals, (s) => stringMatches(s, '')) &&
+    field(m.remoteIps, m.notRemoteIps, (c) => inCidr(h.remoteIp, c)) &&
+    m.headers.every((hm) => {
+      const raw = h.headers[hm.name];
+      const value = raw === undefined ? undefined : Array.isArray(raw) ? raw.join(',') : (raw as string);
+      return field(hm.values, hm.notValues, (s) => value !== undefined && stringMatches(s, value));
+    })
   );
 }
 

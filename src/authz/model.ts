@@ -33,6 +33,26 @@ export interface Match {
   readonly notDestinationIps: readonly Cidr[];
   readonly destinationPorts: readonly number[];
   readonly notDestinationPorts: readonly number[];
+  // HTTP attributes: only a waypoint's translation fills them; an L4 connection never matches them.
+  readonly hosts: readonly StringMatch[];
+  readonly notHosts: readonly StringMatch[];
+  readonly methods: readonly StringMatch[];
+  readonly notMethods: readonly StringMatch[];
+  readonly paths: readonly StringMatch[];
+  readonly notPaths: readonly StringMatch[];
+  readonly requestPrincipals: readonly StringMatch[];
+  readonly notRequestPrincipals: readonly StringMatch[];
+  readonly remoteIps: readonly Cidr[];
+  readonly notRemoteIps: readonly Cidr[];
+  /** when request.headers[name]: each entry ANDed, values ORed. */
+  readonly headers: readonly HeaderMatch[];
+}
+
+export interface HeaderMatch {
+  /** Lower case. */
+  readonly name: string;
+  readonly values: readonly StringMatch[];
+  readonly notValues: readonly StringMatch[];
 }
 
 export type Clause = readonly Match[];
@@ -43,7 +63,15 @@ export interface Rule {
   readonly clauses: readonly Clause[];
 }
 
+export interface TargetRef {
+  readonly group: string;
+  readonly kind: string;
+  readonly name: string;
+}
+
 export type Scope =
+  /** targetRefs: enforced by the waypoint the refs resolve to (a Gateway, a Service, or the GatewayClass). */
+  | { readonly kind: 'targets'; readonly refs: readonly TargetRef[] }
   | { readonly kind: 'global' }
   | { readonly kind: 'namespace' }
   | { readonly kind: 'selector'; readonly matchLabels: Labels | undefined };
@@ -64,6 +92,20 @@ export interface AuthzConnection {
   readonly srcIdentity: string | undefined;
   readonly dstIp: string;
   readonly dstPort: number;
+  /** The HTTP request, at a waypoint. */
+  readonly http?: HttpAttributes;
+}
+
+export interface HttpAttributes {
+  /** Host header without the port, lower case. */
+  readonly host: string;
+  readonly method: string;
+  /** Path without the query string. */
+  readonly path: string;
+  /** Lower-case names. */
+  readonly headers: Readonly<Record<string, string | readonly string[] | undefined>>;
+  /** The original client's IP (first X-Forwarded-For entry, else the source IP). */
+  readonly remoteIp: string;
 }
 
 export const EMPTY_MATCH: Match = {
@@ -79,6 +121,17 @@ export const EMPTY_MATCH: Match = {
   notDestinationIps: [],
   destinationPorts: [],
   notDestinationPorts: [],
+  hosts: [],
+  notHosts: [],
+  methods: [],
+  notMethods: [],
+  paths: [],
+  notPaths: [],
+  requestPrincipals: [],
+  notRequestPrincipals: [],
+  remoteIps: [],
+  notRemoteIps: [],
+  headers: [],
 };
 
 export function isEmptyMatch(m: Match): boolean {

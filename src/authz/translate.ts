@@ -13,6 +13,7 @@ import {
   type Scope,
   type ServiceAccountMatch,
   type StringMatch,
+  type TargetRef,
 } from './model.js';
 import { specSchema, type PolicyOperation, type PolicyRule, type PolicySource } from './schema.js';
 
@@ -35,7 +36,10 @@ const L7_OPERATION_FIELDS = ['hosts', 'notHosts', 'methods', 'notMethods', 'path
 const L7_SOURCE_FIELDS = ['requestPrincipals', 'notRequestPrincipals', 'remoteIpBlocks', 'notRemoteIpBlocks'] as const;
 const L4_WHEN_KEYS = new Set(['source.ip', 'source.namespace', 'source.principal', 'destination.ip', 'destination.port']);
 
-export function translatePolicy(p: StoredPolicy, rootNamespace = DEFAULT_ROOT_NAMESPACE): TranslatedPolicy {
+/** Who enforces: ztunnel (selector and namespace policies, L4 only) or a waypoint (targetRefs, with HTTP). */
+export type Enforcer = 'ztunnel' | 'waypoint';
+
+export function translatePolicy(p: StoredPolicy, rootNamespace = DEFAULT_ROOT_NAMESPACE, enforcer: Enforcer = 'ztunnel'): TranslatedPolicy {
   const base = { namespace: p.namespace, name: p.name, origin: p.origin };
   const rawSpec = p.object['spec'] ?? {};
   const parsed = specSchema.safeParse(rawSpec);
@@ -43,10 +47,14 @@ export function translatePolicy(p: StoredPolicy, rootNamespace = DEFAULT_ROOT_NA
     const issue = parsed.error.issues[0];
     const field = `spec.${formatPath(issue?.path ?? [])}`.replace(/\.$/, '');
     const error = `${field}: ${issue?.message ?? 'invalid'}`;
-    return { ...base, authorization: failClosed(p, rawSpec), warnings: [`${error}; enforced fail-closed`], error };
+    return { ...base, authorization: failClosed(p, rawSpec, enforcer), warnings: [`${error}; enforced fail-closed`], error };
   }
   const spec = parsed.data;
   const warnings: string[] = [];
+  const targeted = spec.targetRef !== undefined || (spec.targetRefs?.length ?? 0) > 0;
+  if (enforcer === 'waypoint' && !targeted) {
+    return { ...base, authorization: undefined, warnings: ['no targetRefs: enforced by ztunnel, not by a waypoint'], error: undefined };
+  }
 
   const metadata = (p.object['metadata'] ?? {}) as { annotations?: Record<string, string> };
   const dryRunValue = metadata.annotations?.[DRY_RUN_ANNOTATION];
@@ -58,23 +66,25 @@ export function translatePolicy(p: StoredPolicy, rootNamespace = DEFAULT_ROOT_NA
     }
     if (dry === undefined) warnings.push(`annotation ${DRY_RUN_ANNOTATION}="${dryRunValue}" is not a boolean; the policy is enforced`);
   }
-  if (spec.targetRef !== undefined || (spec.targetRefs?.length ?? 0) > 0) {
+  if (enforcer === 'ztunnel' && targeted) {
     warnings.push('targetRefs: enforced by the waypoint it targets, not by ztunnel');
     return { ...base, authorization: undefined, warnings, error: undefined };
   }
   const action = spec.action ?? 'ALLOW';
   if (action === 'CUSTOM' || action === 'AUDIT') {
-    warnings.push(`ztunnel does not support the ${action} action; the policy is not enforced`);
+    warnings.push(`${enforcer === 'waypoint' ? 'this waypoint' : 'ztunnel'} does not support the ${action} action; the policy is not enforced`);
     return { ...base, authorization: undefined, warnings, error: undefined };
   }
-  const scope = scopeOf(p.namespace, spec.selector, rootNamespace);
+  const scope: Scope =
+    enforcer === 'waypoint' ? { kind: 'targets', refs: targetRefsOf(spec) } : scopeOf(p.namespace, spec.selector, rootNamespace);
+  if (enforcer === 'waypoint' && spec.selector !== undefined) warnings.push('selector is ignored: targetRefs choose where the policy applies');
   if (scope.kind === 'selector' && scope.matchLabels === undefined) {
     warnings.push('selector without matchLabels selects no workload');
   }
   const rules: Rule[] = [];
   const invalid: string[] = [];
   (spec.rules ?? []).forEach((rule, index) => {
-    const { clauses, l7 } = handleRule(rule, index, p.namespace, warnings, invalid);
+    const { clauses, l7 } = handleRule(rule, index, p.namespace, warnings, invalid, enforcer === 'waypoint');
     if (l7.length > 0) {
       if (action === 'ALLOW') {
         warnings.push(
@@ -92,7 +102,7 @@ export function translatePolicy(p: StoredPolicy, rootNamespace = DEFAULT_ROOT_NA
   // policy into a no-op, so a DENY with an unusable value is enforced fail-closed instead.
   if (action === 'DENY' && invalid.length > 0) {
     const error = `${invalid[0] ?? ''}; a DENY policy with unusable values denies everything it applies to`;
-    return { ...base, authorization: failClosed(p, rawSpec), warnings: [...warnings, error], error };
+    return { ...base, authorization: failClosed(p, rawSpec, enforcer), warnings: [...warnings, error], error };
   }
   if (rules.length === 0 && action === 'ALLOW') {
     warnings.push('no effective rules: this ALLOW policy matches nothing, so it denies what no other ALLOW policy allows');
@@ -105,9 +115,29 @@ export function translatePolicy(p: StoredPolicy, rootNamespace = DEFAULT_ROOT_NA
   };
 }
 
+function targetRefsOf(spec: { targetRef?: { group?: string | undefined; kind: string; name: string } | undefined; targetRefs?: { group?: string | undefined; kind: string; name: string }[] | undefined }): TargetRef[] {
+  return [...(spec.targetRef === undefined ? [] : [spec.targetRef]), ...(spec.targetRefs ?? [])].map((r) => ({
+    group: r.group ?? (r.kind === 'Service' ? '' : 'gateway.networking.k8s.io'),
+    kind: r.kind,
+    name: r.name,
+  }));
+}
+
 /** A malformed policy must not widen access: a DENY denies everything in its scope, an ALLOW allows nothing. */
-function failClosed(p: StoredPolicy, rawSpec: unknown): Authorization {
-  const raw = (rawSpec ?? {}) as { action?: unknown; selector?: { matchLabels?: unknown } };
+function failClosed(p: StoredPolicy, rawSpec: unknown, enforcer: Enforcer = 'ztunnel'): Authorization | undefined {
+  const raw = (rawSpec ?? {}) as { action?: unknown; selector?: { matchLabels?: unknown }; targetRef?: unknown; targetRefs?: unknown };
+  const refs = [raw.targetRef, ...(Array.isArray(raw.targetRefs) ? (raw.targetRefs as unknown[]) : [])].flatMap((r) => {
+    const o = r as { group?: unknown; kind?: unknown; name?: unknown } | undefined;
+    return typeof o?.kind === 'string' && typeof o.name === 'string'
+      ? [{ group: typeof o.group === 'string' ? o.group : o.kind === 'Service' ? '' : 'gateway.networking.k8s.io', kind: o.kind, name: o.name }]
+      : [];
+  });
+  if (enforcer === 'waypoint') {
+    // Not recognisably a waypoint's policy: ztunnel enforces it (fail-closed there).
+    if (refs.length === 0) return undefined;
+    const deny = raw.action === 'DENY';
+    return { name: p.name, namespace: p.namespace, scope: { kind: 'targets', refs }, action: deny ? 'deny' : 'allow', rules: deny ? [{ index: -1, clauses: [] }] : [], dryRun: false };
+  }
   const labels = raw.selector?.matchLabels;
   const selector =
     typeof labels === 'object' && labels !== null && Object.values(labels).every((v) => typeof v === 'string')
@@ -143,10 +173,11 @@ function handleRule(
   namespace: string,
   warnings: string[],
   invalid: string[],
+  http = false,
 ): { clauses: Clause[]; l7: string[] } {
   const clauses: Clause[] = [];
   const l7 = new Set<string>();
-  const ctx = { index, warnings, invalid };
+  const ctx = { index, warnings, invalid, http };
   if ((rule.to?.length ?? 0) > 0) {
     clauses.push((rule.to ?? []).map(({ operation }) => operationMatch(operation ?? {}, ctx, l7)));
   }
@@ -154,6 +185,22 @@ function handleRule(
     clauses.push((rule.from ?? []).map(({ source }) => sourceMatch(source ?? {}, namespace, ctx, l7)));
   }
   for (const cond of rule.when ?? []) {
+    const header = /^request\.headers\[(.+)\]$/.exec(cond.key)?.[1];
+    if (http && header !== undefined) {
+      clauses.push([{ ...EMPTY_MATCH, headers: [{ name: header.toLowerCase(), values: (cond.values ?? []).map(stringMatch), notValues: (cond.notValues ?? []).map(stringMatch) }] }]);
+      continue;
+    }
+    if (http && cond.key === 'remote.ip') {
+      const field = `when ${cond.key}`;
+      clauses.push([{ ...EMPTY_MATCH, remoteIps: ips(cond.values ?? [], field, ctx), notRemoteIps: ips(cond.notValues ?? [], field, ctx) }]);
+      continue;
+    }
+    if (http && !L4_WHEN_KEYS.has(cond.key)) {
+      // Unknown to this waypoint: istiod would reject it; here an ALLOW rule never matches, a DENY fails closed.
+      dropped(ctx, 'when', cond.key, 'a condition key this waypoint supports');
+      clauses.push([EMPTY_MATCH]);
+      continue;
+    }
     if (!L4_WHEN_KEYS.has(cond.key)) {
       l7.add(`when ${cond.key}`);
       clauses.push([EMPTY_MATCH]);
@@ -188,6 +235,8 @@ interface RuleCtx {
   readonly warnings: string[];
   /** Values that could not be parsed, as "spec.rules[i] field: value". */
   readonly invalid: string[];
+  /** A waypoint's translation: HTTP attributes are kept. */
+  readonly http: boolean;
 }
 
 function dropped(ctx: RuleCtx, field: string, v: string, what: string): void {
@@ -196,18 +245,37 @@ function dropped(ctx: RuleCtx, field: string, v: string, what: string): void {
 }
 
 function operationMatch(op: PolicyOperation, ctx: RuleCtx, l7: Set<string>): Match {
-  for (const f of L7_OPERATION_FIELDS) if ((op[f]?.length ?? 0) > 0) l7.add(f);
-  return {
+  if (!ctx.http) for (const f of L7_OPERATION_FIELDS) if ((op[f]?.length ?? 0) > 0) l7.add(f);
+  const base = {
     ...EMPTY_MATCH,
     destinationPorts: ports(op.ports ?? [], 'ports', ctx),
     notDestinationPorts: ports(op.notPorts ?? [], 'notPorts', ctx),
   };
+  if (!ctx.http) return base;
+  return {
+    ...base,
+    hosts: (op.hosts ?? []).map(stringMatch),
+    notHosts: (op.notHosts ?? []).map(stringMatch),
+    methods: (op.methods ?? []).map(stringMatch),
+    notMethods: (op.notMethods ?? []).map(stringMatch),
+    paths: (op.paths ?? []).map(stringMatch),
+    notPaths: (op.notPaths ?? []).map(stringMatch),
+  };
 }
 
 function sourceMatch(src: PolicySource, namespace: string, ctx: RuleCtx, l7: Set<string>): Match {
-  for (const f of L7_SOURCE_FIELDS) if ((src[f]?.length ?? 0) > 0) l7.add(f);
+  if (!ctx.http) for (const f of L7_SOURCE_FIELDS) if ((src[f]?.length ?? 0) > 0) l7.add(f);
+  const http = !ctx.http
+    ? {}
+    : {
+        requestPrincipals: (src.requestPrincipals ?? []).map(stringMatch),
+        notRequestPrincipals: (src.notRequestPrincipals ?? []).map(stringMatch),
+        remoteIps: ips(src.remoteIpBlocks ?? [], 'remoteIpBlocks', ctx),
+        notRemoteIps: ips(src.notRemoteIpBlocks ?? [], 'notRemoteIpBlocks', ctx),
+      };
   return {
     ...EMPTY_MATCH,
+    ...http,
     sourceIps: ips(src.ipBlocks ?? [], 'ipBlocks', ctx),
     notSourceIps: ips(src.notIpBlocks ?? [], 'notIpBlocks', ctx),
     namespaces: (src.namespaces ?? []).map(stringMatch),

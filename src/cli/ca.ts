@@ -6,7 +6,7 @@ import { CaServer } from '../identity/ca-server.js';
 import { CertificateAuthority, DEFAULT_WORKLOAD_TTL_MS } from '../identity/ca.js';
 import { splitPemCertificates, x509 } from '../identity/keys.js';
 import { uriSans } from '../identity/svid.js';
-import { issueNodeToken } from '../identity/tokens.js';
+import { issueNodeToken, issuePodToken } from '../identity/tokens.js';
 import { tokenReviewAuthenticator, type NodeAuthenticator } from '../identity/node-authenticator.js';
 import { parseIdentity } from '../model/identity.js';
 import { State } from '../model/state.js';
@@ -73,14 +73,19 @@ export function registerCa(program: Command): void {
     });
 
   ca.command('token')
-    .description('issue a node token (JWT) that `run --ca-token` presents to `ca serve`')
-    .requiredOption('--node <name>', 'node the token speaks for')
+    .description('issue a token (JWT) for `ca serve`: a node token (run --ca-token) or a pod token (waypoint --ca-token)')
+    .option('--node <name>', 'node the token speaks for: any identity of its pods')
+    .option('--pod <ns/name>', 'pod the token speaks for: that pod\'s own identity only')
     .option('--dir <dir>', 'CA state directory', 'certs')
     .option('--ttl <seconds>', 'lifetime', String(365 * 24 * 3600))
     .option('--out <file>', 'write to this file (mode 0600) instead of stdout')
-    .action(async (o: { node: string; dir: string; ttl: string; out?: string }) => {
+    .action(async (o: { node?: string; pod?: string; dir: string; ttl: string; out?: string }) => {
+      if ((o.node === undefined) === (o.pod === undefined)) throw new UsageError('give either --node NAME or --pod NAMESPACE/NAME');
+      const pod = o.pod?.split('/');
+      if (pod !== undefined && (pod.length !== 2 || pod.some((p) => p === ''))) throw new UsageError(`--pod must be NAMESPACE/NAME, got "${o.pod ?? ''}"`);
       const authority = await CertificateAuthority.load(o.dir);
-      const token = await issueNodeToken(authority.tokenKey, o.node, positiveSeconds(o.ttl, '--ttl'));
+      const ttl = positiveSeconds(o.ttl, '--ttl');
+      const token = pod === undefined ? await issueNodeToken(authority.tokenKey, o.node ?? '', ttl) : await issuePodToken(authority.tokenKey, pod[0] ?? '', pod[1] ?? '', ttl);
       if (o.out === undefined) process.stdout.write(`${token}\n`);
       else writeFileSync(o.out, `${token}\n`, { mode: 0o600 });
     });

@@ -6,6 +6,7 @@ import { registerCa } from './ca.js';
 import { registerLab } from './lab.js';
 import { registerObserve } from './observe.js';
 import { registerRun } from './run.js';
+import { registerWaypoint } from './waypoint.js';
 import { EXIT_USAGE, isInputError } from './usage-error.js';
 
 const program = new Command('ztunnel-ts')
@@ -18,6 +19,7 @@ registerCa(program);
 registerAuthz(program);
 registerLab(program);
 registerObserve(program);
+registerWaypoint(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -26,46 +26,74 @@ function parseHostPort(v: string, ctx: z.RefinementCtx): { host: string; port: n
 }
 
 const hostPort = z.union([z.literal(true), z.string()]).transform((v, ctx) => (v === true ? DEFAULT_SOCKS5 : parseHostPort(v, ctx)));
-const address = (fallback: string) => z.string().default(fallback).transform(parseHostPort);
+export const address = (fallback: string) => z.string().default(fallback).transform(parseHostPort);
 
-const seconds = (name: string) =>
+export const seconds = (name: string) =>
   z.coerce.number({ error: `${name} must be a number of seconds` }).positive(`${name} must be positive`);
+
+/** Flags the node daemon and the waypoint share: where state and certificates come from, logging. */
+export const sharedFlags = {
+  manifests: z.string().min(1).optional(),
+  kube: z.boolean().default(false),
+  kubeconfig: z.string().min(1).optional(),
+  rootNamespace: z.string().regex(/^[a-z0-9-]+$/, 'root namespace must be a Kubernetes namespace name').default('istio-system'),
+  trustDomain: z.string().regex(/^[a-z0-9.-]+$/, 'trust domain must be lowercase letters, digits, dots and dashes').default(DEFAULT_TRUST_DOMAIN),
+  caDir: z.string().min(1).optional(),
+  caUrl: z.url({ protocol: /^https$/, error: '--ca-url must be an https:// URL' }).optional(),
+  caToken: z.string().min(1).optional(),
+  caRoot: z.string().min(1).optional(),
+  certTtl: seconds('--cert-ttl').default(24 * 3600),
+  drainSeconds: seconds('--drain-seconds').default(5),
+  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+  logFormat: z.enum(['json', 'pretty']).default('json'),
+};
+
+type SharedFlags = { caUrl?: string | undefined; caDir?: string | undefined; caToken?: string | undefined; caRoot?: string | undefined; manifests?: string | undefined; kube: boolean };
+
+export function checkSharedFlags(f: SharedFlags, ctx: z.RefinementCtx): void {
+  if (f.caUrl !== undefined && f.caDir !== undefined) {
+    ctx.addIssue({ code: 'custom', message: 'use either --ca-dir or --ca-url, not both' });
+  }
+  if ((f.manifests === undefined) === !f.kube) {
+    ctx.addIssue({ code: 'custom', message: 'give either --manifests PATH or --kube' });
+  }
+  if (f.caUrl !== undefined && (f.caToken === undefined || f.caRoot === undefined)) {
+    ctx.addIssue({ code: 'custom', message: '--ca-url needs --ca-token FILE and --ca-root FILE' });
+  }
+}
+
+export function caConfigOf(f: SharedFlags): CaConfig {
+  return f.caUrl !== undefined
+    ? { mode: 'remote', url: f.caUrl, tokenFile: f.caToken as string, rootFile: f.caRoot as string }
+    : { mode: 'embedded', dir: f.caDir ?? 'certs' };
+}
+
+/** Validates with schema; throws ConfigError with one line naming the flag at fault. */
+export function parseFlags<T>(schema: z.ZodType<T>, raw: Record<string, unknown>): T {
+  const r = schema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const flag = issue?.path[0] === undefined ? '' : `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: `;
+    throw new ConfigError(`${issue?.message.startsWith('--') === true ? '' : flag}${issue?.message ?? 'invalid flags'}`);
+  }
+  return r.data;
+}
 
 export const runFlagsSchema = z
   .object({
     node: z.string({ error: '--node is required' }).min(1, '--node is required'),
-    manifests: z.string().min(1).optional(),
-    kube: z.boolean().default(false),
-    kubeconfig: z.string().min(1).optional(),
-    rootNamespace: z.string().regex(/^[a-z0-9-]+$/, 'root namespace must be a Kubernetes namespace name').default('istio-system'),
-    trustDomain: z.string().regex(/^[a-z0-9.-]+$/, 'trust domain must be lowercase letters, digits, dots and dashes').default(DEFAULT_TRUST_DOMAIN),
-    caDir: z.string().min(1).optional(),
-    caUrl: z.url({ protocol: /^https$/, error: '--ca-url must be an https:// URL' }).optional(),
-    caToken: z.string().min(1).optional(),
-    caRoot: z.string().min(1).optional(),
-    certTtl: seconds('--cert-ttl').default(24 * 3600),
+    ...sharedFlags,
     socks5: hostPort.optional(),
     capture: z.enum(['none', 'ebpf'], { error: '--capture must be none or ebpf' }).default('none'),
     uplink: z.array(z.string().min(1)).default([]),
-    drainSeconds: seconds('--drain-seconds').default(5),
     admin: address('127.0.0.1:15000'),
     metrics: address('0.0.0.0:15020'),
     readiness: address('0.0.0.0:15021'),
-    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
-    logFormat: z.enum(['json', 'pretty']).default('json'),
   })
   .superRefine((f, ctx) => {
-    if (f.caUrl !== undefined && f.caDir !== undefined) {
-      ctx.addIssue({ code: 'custom', message: 'use either --ca-dir or --ca-url, not both' });
-    }
-    if ((f.manifests === undefined) === !f.kube) {
-      ctx.addIssue({ code: 'custom', message: 'give either --manifests PATH or --kube' });
-    }
+    checkSharedFlags(f, ctx);
     if (f.capture === 'ebpf' && f.uplink.length === 0) {
       ctx.addIssue({ code: 'custom', message: '--capture ebpf needs --uplink IFNAME (the interface to other nodes)' });
-    }
-    if (f.caUrl !== undefined && (f.caToken === undefined || f.caRoot === undefined)) {
-      ctx.addIssue({ code: 'custom', message: '--ca-url needs --ca-token FILE and --ca-root FILE' });
     }
   });
 
@@ -73,8 +101,10 @@ export type CaConfig =
   | { readonly mode: 'embedded'; readonly dir: string }
   | { readonly mode: 'remote'; readonly url: string; readonly tokenFile: string; readonly rootFile: string };
 
-export interface Config {
-  readonly nodeName: string;
+type Address = { readonly host: string; readonly port: number };
+
+/** What the node daemon and the waypoint both need: where state and certificates come from, logging. */
+export interface SharedConfig {
   /** Local mode: a YAML file or directory. Undefined in cluster mode. */
   readonly manifests: string | undefined;
   /** Cluster mode: read the API server (kubeconfig file, or in-cluster config when undefined). */
@@ -84,55 +114,54 @@ export interface Config {
   readonly rootNamespace: string;
   readonly ca: CaConfig;
   readonly certTtlMs: number;
-  readonly socks5: { readonly host: string; readonly port: number } | undefined;
-  /** none: SOCKS5 entry, HBONE on each local pod's IP; ebpf: tc capture and transparent listeners. */
-  readonly capture: 'none' | 'ebpf';
-  /** Interfaces that connect the node to other nodes (tc ingress hook). */
-  readonly uplinks: readonly string[];
   readonly hbonePort: number;
   readonly drainMs: number;
-  /** /config_dump, /logging, /quitquitquit, /flows. */
-  readonly adminAddress: { readonly host: string; readonly port: number };
-  /** /metrics and /stats/prometheus. */
-  readonly metricsAddress: { readonly host: string; readonly port: number };
+  readonly metricsAddress: Address;
   /** /healthz/ready. */
-  readonly readinessAddress: { readonly host: string; readonly port: number };
-  readonly upstreamConnectMs: number;
+  readonly readinessAddress: Address;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   readonly logFormat: 'json' | 'pretty';
 }
 
-/** Validates raw flag values; throws ConfigError with one line naming the flag at fault. */
-export function configFromFlags(raw: Record<string, unknown>): Config {
-  const r = runFlagsSchema.safeParse(raw);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    const flag = issue?.path[0] === undefined ? '' : `--${String(issue.path[0]).replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: `;
-    throw new ConfigError(`${issue?.message.startsWith('--') === true ? '' : flag}${issue?.message ?? 'invalid flags'}`);
-  }
-  const f = r.data;
-  const ca: CaConfig =
-    f.caUrl !== undefined
-      ? { mode: 'remote', url: f.caUrl, tokenFile: f.caToken as string, rootFile: f.caRoot as string }
-      : { mode: 'embedded', dir: f.caDir ?? 'certs' };
-  return Object.freeze({
-    nodeName: f.node,
+export function sharedConfigOf(f: z.infer<z.ZodObject<typeof sharedFlags>> & { metrics: Address; readiness: Address }): SharedConfig {
+  return {
     manifests: f.manifests,
     kube: f.kube ? { kubeconfig: f.kubeconfig } : undefined,
     trustDomain: f.trustDomain,
     rootNamespace: f.rootNamespace,
-    ca,
+    ca: caConfigOf(f),
     certTtlMs: f.certTtl * 1000,
+    hbonePort: 15008,
+    drainMs: f.drainSeconds * 1000,
+    metricsAddress: f.metrics,
+    readinessAddress: f.readiness,
+    logLevel: f.logLevel,
+    logFormat: f.logFormat,
+  };
+}
+
+export interface Config extends SharedConfig {
+  readonly nodeName: string;
+  readonly socks5: Address | undefined;
+  /** none: SOCKS5 entry, HBONE on each local pod's IP; ebpf: tc capture and transparent listeners. */
+  readonly capture: 'none' | 'ebpf';
+  /** Interfaces that connect the node to other nodes (tc ingress hook). */
+  readonly uplinks: readonly string[];
+  /** /config_dump, /logging, /quitquitquit, /flows. */
+  readonly adminAddress: Address;
+  readonly upstreamConnectMs: number;
+}
+
+/** Validates raw flag values; throws ConfigError with one line naming the flag at fault. */
+export function configFromFlags(raw: Record<string, unknown>): Config {
+  const f = parseFlags(runFlagsSchema, raw);
+  return Object.freeze({
+    ...sharedConfigOf(f),
+    nodeName: f.node,
     socks5: f.socks5,
     capture: f.capture,
     uplinks: f.uplink,
-    hbonePort: 15008,
-    drainMs: f.drainSeconds * 1000,
     adminAddress: f.admin,
-    metricsAddress: f.metrics,
-    readinessAddress: f.readiness,
     upstreamConnectMs: 10_000,
-    logLevel: f.logLevel,
-    logFormat: f.logFormat,
   });
 }

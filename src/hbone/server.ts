@@ -51,6 +51,11 @@ export interface HboneServerOptions {
   readonly identityFor: (localIp: string) => string | undefined;
   readonly onRequest: (req: HboneRequest) => void;
   readonly onRefused?: (r: HboneRefusal) => void;
+  /**
+   * Whether :authority must name the address the connection was sent to (true for ztunnel). A waypoint
+   * is sent the original service VIP:port instead.
+   */
+  readonly authorityIsAddressed?: boolean;
 }
 
 export function unmapIPv4(ip: string | undefined): string {
@@ -166,7 +171,7 @@ export class HboneServer {
     if (headers[':method'] !== 'CONNECT') return refuse(`method ${String(headers[':method'])} is not CONNECT`);
     const dst = parseAuthority(authority);
     if (dst === undefined) return refuse(`bad authority ${String(authority)}`);
-    if (dst.ip !== addressed) return refuse(`authority ip ${dst.ip} is not the addressed ip ${addressed}`);
+    if (this.#opts.authorityIsAddressed !== false && dst.ip !== addressed) return refuse(`authority ip ${dst.ip} is not the addressed ip ${addressed}`);
     this.#opts.onRequest({ stream, headers, peerIdentity: peer, src, dst, localIdentity });
   }
 

@@ -10,6 +10,7 @@ import type { CertificateAuthority } from './ca.js';
 import { IdentityError } from './errors.js';
 import { CSR_PATH, type CsrRequestBody, type CsrResponseBody } from './source.js';
 import { jwtNodeAuthenticator, type NodeAuthenticator } from './node-authenticator.js';
+import { describeCaller, type Caller } from './tokens.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
 const MIN_TTL_S = 1;
@@ -68,9 +69,9 @@ export class CaServer {
     if (req.method !== 'POST' || req.url !== CSR_PATH) return reply(res, 404, { error: 'not found' });
     const auth = req.headers.authorization ?? '';
     if (!auth.startsWith('Bearer ')) return reply(res, 401, { error: 'missing bearer token' });
-    let node: string;
+    let caller: Caller;
     try {
-      node = await (this.#opts.authenticate ?? jwtNodeAuthenticator(ca))(auth.slice(7).trim());
+      caller = await (this.#opts.authenticate ?? jwtNodeAuthenticator(ca))(auth.slice(7).trim());
     } catch (err) {
       logger.warn({ err: (err as Error).message, remote: req.socket.remoteAddress }, 'ca refused a token');
       const unavailable = err instanceof IdentityError && err.code === 'CA_UNAVAILABLE';
@@ -88,19 +89,21 @@ export class CaServer {
     const id = parseIdentity(body.identity);
     if (id === undefined) return reply(res, 400, { error: `not a SPIFFE workload identity: ${body.identity}` });
     if (id.trustDomain !== trustDomain) {
-      logger.warn({ node, identity: body.identity }, 'ca refused: foreign trust domain');
+      logger.warn({ ...caller, identity: body.identity }, 'ca refused: foreign trust domain');
       return reply(res, 403, { error: `trust domain ${id.trustDomain} is not ${trustDomain}` });
     }
-    // Node-restricted issuance: a compromised node can only mint identities it already hosts.
-    const onNode = state.workloadsWithIdentity(body.identity).some((w) => w.node === node);
-    if (!onNode) {
-      logger.warn({ node, identity: body.identity }, 'ca refused: no pod with this identity on the requesting node');
-      return reply(res, 403, { error: `node ${node} runs no pod with identity ${body.identity}` });
+    // Node-restricted issuance: a compromised node can only mint identities it already hosts, and a pod
+    // token only its own pod's identity.
+    const holders = state.workloadsWithIdentity(body.identity);
+    const allowed = 'node' in caller ? holders.some((w) => w.node === caller.node) : holders.some((w) => w.uid === caller.pod);
+    if (!allowed) {
+      logger.warn({ ...caller, identity: body.identity }, 'ca refused: no pod with this identity for the caller');
+      return reply(res, 403, { error: `${describeCaller(caller)} has no pod with identity ${body.identity}` });
     }
     const ttlMs = Math.min(this.#opts.maxTtlMs, Math.max(MIN_TTL_S, body.ttlSeconds ?? Infinity) * 1000);
     try {
       const svid = await ca.sign(body.csr, body.identity, { ttlMs });
-      logger.info({ node, identity: body.identity, serial: svid.serial }, 'ca issued certificate');
+      logger.info({ ...caller, identity: body.identity, serial: svid.serial }, 'ca issued certificate');
       const out: CsrResponseBody = { certChain: [...svid.chainPem], roots: [...svid.rootsPem] };
       return reply(res, 200, out);
     } catch (err) {

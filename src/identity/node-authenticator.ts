@@ -1,13 +1,13 @@
 // Who is asking the CA: the node a daemon runs on, from its bearer token.
 import type { CertificateAuthority } from './ca.js';
 import { IdentityError } from './errors.js';
-import { verifyNodeToken } from './tokens.js';
+import { verifyCaToken, type Caller } from './tokens.js';
 
-export type NodeAuthenticator = (token: string) => Promise<string>;
+export type NodeAuthenticator = (token: string) => Promise<Caller>;
 
-/** Lab/local mode: a JWT node token signed by this CA. */
+/** Lab/local mode: a JWT node (or pod) token signed by this CA. */
 export function jwtNodeAuthenticator(ca: CertificateAuthority): NodeAuthenticator {
-  return async (token) => verifyNodeToken(await ca.tokenPublicKey, token);
+  return async (token) => verifyCaToken(await ca.tokenPublicKey, token);
 }
 
 export interface TokenReviewApi {
@@ -38,6 +38,6 @@ export function tokenReviewAuthenticator(api: TokenReviewApi, allowedServiceAcco
     if (pod === undefined) throw new IdentityError('CA_UNAUTHENTICATED', 'token is not bound to a pod (use a projected ServiceAccount token)');
     const node = await api.podNode(m[1] ?? '', pod);
     if (node === undefined) throw new IdentityError('CA_UNAUTHENTICATED', `pod ${m[1] ?? ''}/${pod} of the token has no node`);
-    return node;
+    return { node };
   };
 }

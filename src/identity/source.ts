@@ -1,7 +1,7 @@
 // Where SVIDs come from: the CA inside this process, or a standalone CA over HTTPS.
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
-import type { CertificateAuthority } from './ca.js';
+import { CertificateAuthority } from './ca.js';
 import { IdentityError } from './errors.js';
 import { createCsr, type Svid } from './svid.js';
 import { x509 } from './keys.js';
@@ -102,4 +102,14 @@ export class RemoteCaSource implements CertificateSource {
       req.end(payload);
     });
   }
+}
+
+/** Certificates from the CA the flags name: embedded (a CA directory) or remote (ca serve). */
+export async function certificateSource(
+  ca: { readonly mode: 'embedded'; readonly dir: string } | { readonly mode: 'remote'; readonly url: string; readonly tokenFile: string; readonly rootFile: string },
+  trustDomain: string,
+  ttlMs: number,
+): Promise<CertificateSource> {
+  if (ca.mode === 'embedded') return new EmbeddedCaSource(await CertificateAuthority.loadOrInit(ca.dir, trustDomain), ttlMs);
+  return new RemoteCaSource({ url: ca.url, tokenFile: ca.tokenFile, rootPem: readFileSync(ca.rootFile, 'utf8'), ttlMs });
 }

@@ -19,6 +19,8 @@ export interface LabState {
   readonly nodes: (LabNode & { pid: number; log: string; args: string[] })[];
   readonly pods: LabPod[];
   readonly ca: { pid: number; log: string };
+  /** Waypoint processes, one per waypoint pod. */
+  readonly waypoints?: { pod: string; pid: number; log: string }[];
   readonly manifests: string;
 }
 
@@ -116,7 +118,24 @@ export async function labUp(manifestPath: string, opts: UpOptions = {}): Promise
       writeFileSync(statePath(), JSON.stringify({ ...partial, nodes }));
     }
     for (const n of nodes) await waitForLog(n.log, 'ztunnel-ts ready', n.pid);
-    const state: LabState = { ...partial, nodes };
+    const waypoints: NonNullable<LabState['waypoints']> = [];
+    for (const p of plan.pods) {
+      if (p.waypoint === undefined) continue;
+      const ref = `${p.namespace}/${p.name}`;
+      // A pod token: the waypoint may obtain its own identity and nothing else.
+      const token = join(LAB_DIR, `${p.namespace}.${p.name}.jwt`);
+      run(process.execPath, [CLI, 'ca', 'token', '--dir', caDir, '--pod', ref, '--out', token]);
+      const log = join(LAB_DIR, `waypoint.${p.namespace}.${p.name}.log`);
+      const args = [
+        'waypoint', '--name', p.waypoint.name, '--namespace', p.namespace, '--service-account', p.waypoint.serviceAccount,
+        '--manifests', manifests, '--ca-url', `https://${FABRIC_BRIDGE_IP}:15012`, '--ca-token', token, '--ca-root', join(caDir, 'root-cert.pem'),
+        '--listen', `${p.ip}:15008`,
+      ];
+      waypoints.push({ pod: ref, pid: spawnIn(p.netns, args, log), log });
+      writeFileSync(statePath(), JSON.stringify({ ...partial, nodes, waypoints }));
+    }
+    for (const w of waypoints) await waitForLog(w.log, 'waypoint ready', w.pid);
+    const state: LabState = { ...partial, nodes, waypoints };
     writeFileSync(statePath(), JSON.stringify(state));
     return state;
   } catch (err) {
@@ -146,6 +165,8 @@ function buildNetwork(nodes: readonly LabNode[], pods: readonly LabPod[]): void 
     for (const other of nodes) {
       if (other !== n) run('ip', ['-n', n.netns, 'route', 'add', other.podCidr, 'via', other.ip]);
     }
+    // Pods that run lab processes (waypoints) reach the CA on the fabric, and its answers come back.
+    run('ip', ['-n', FABRIC_NETNS, 'route', 'add', n.podCidr, 'via', n.ip]);
   }
   for (const p of pods) {
     const node = nodes.find((n) => n.name === p.node) as LabNode;
@@ -164,7 +185,7 @@ function buildNetwork(nodes: readonly LabNode[], pods: readonly LabPod[]): void 
 /** Stops every lab process and removes every lab namespace. Safe to run twice, and after a crash. */
 export async function labDown(): Promise<void> {
   const state = readLabState();
-  const pids = state === undefined ? [] : [...state.nodes.map((n) => n.pid), state.ca.pid];
+  const pids = state === undefined ? [] : [...(state.waypoints ?? []).map((w) => w.pid), ...state.nodes.map((n) => n.pid), state.ca.pid];
   for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGTERM');
   const deadline = Date.now() + 5000;
   while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parseAllDocuments, stringify } from 'yaml';
 import { listManifestFiles } from '../sources/manifests.js';
+import { GATEWAY_NAME_LABEL, WAYPOINT_CLASS } from '../sources/translate.js';
 import { LabError } from './shell.js';
 
 export const NETNS_PREFIX = 'ztl-';
@@ -27,6 +28,8 @@ export interface LabPod {
   readonly netns: string;
   /** Host-side veth in the node netns. */
   readonly hostIf: string;
+  /** Set for a waypoint's pod: the lab runs `ztunnel-ts waypoint` in it. */
+  readonly waypoint?: { readonly name: string; readonly serviceAccount: string };
 }
 
 export interface LabPlan {
@@ -36,7 +39,12 @@ export interface LabPlan {
   readonly manifestText: string;
 }
 
-type Obj = { kind?: string; metadata?: { name?: string; namespace?: string }; spec?: { nodeName?: string }; status?: Record<string, unknown> };
+type Obj = {
+  kind?: string;
+  metadata?: { name?: string; namespace?: string; labels?: Record<string, string> };
+  spec?: { nodeName?: string; serviceAccountName?: string; gatewayClassName?: string };
+  status?: Record<string, unknown>;
+};
 
 export function planLab(path: string): LabPlan {
   const objects: Obj[] = [];
@@ -63,6 +71,9 @@ export function planLab(path: string): LabPlan {
   if (nodes.length === 0) throw new LabError(`${path}: no Node and no Pod with spec.nodeName`);
   const byName = new Map(nodes.map((n) => [n.name, n]));
   const nextHost = new Map(nodes.map((n) => [n.name, 10]));
+  const waypoints = new Set(
+    objects.filter((o) => o.kind === 'Gateway' && o.spec?.gatewayClassName === WAYPOINT_CLASS).map((o) => `${o.metadata?.namespace ?? 'default'}/${o.metadata?.name ?? ''}`),
+  );
   const pods: LabPod[] = [];
   for (const o of objects) {
     if (o.kind !== 'Pod') continue;
@@ -76,13 +87,18 @@ export function planLab(path: string): LabPlan {
       o.status = { ...o.status, podIP: ip };
     }
     const i = pods.filter((p) => p.node === node.name).length + 1;
+    const namespace = o.metadata?.namespace ?? 'default';
+    const gateway = o.metadata?.labels?.[GATEWAY_NAME_LABEL];
     pods.push({
-      namespace: o.metadata?.namespace ?? 'default',
+      namespace,
       name: o.metadata?.name ?? '',
       node: node.name,
       ip,
       netns: `${NETNS_PREFIX}${node.index}-p${i}`,
       hostIf: `zp${i}`,
+      ...(gateway !== undefined && waypoints.has(`${namespace}/${gateway}`)
+        ? { waypoint: { name: gateway, serviceAccount: o.spec?.serviceAccountName ?? 'default' } }
+        : {}),
     });
   }
   for (const n of nodes) {

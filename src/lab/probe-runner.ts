@@ -20,6 +20,11 @@ export function startProbeServers(pods: readonly string[]): void {
   for (const pod of pods) spawn('nsenter', podArgs(pod, ['serve']), { stdio: 'ignore', detached: true }).unref();
 }
 
+/** Starts `probe http-serve NAME` (HTTP on :9080) in each pod; they end with `lab down`. */
+export function startHttpServers(servers: Readonly<Record<string, string>>): void {
+  for (const [pod, name] of Object.entries(servers)) spawn('nsenter', podArgs(pod, ['http-serve', name]), { stdio: 'ignore', detached: true }).unref();
+}
+
 /** A long-running probe (e.g. `hold`) whose output the caller reads. */
 export function spawnProbe(pod: string, ...args: string[]): ReturnType<typeof spawn> {
   return spawn('nsenter', podArgs(pod, args), { stdio: ['ignore', 'pipe', 'inherit'] });

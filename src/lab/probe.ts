@@ -5,7 +5,11 @@
 //   connrate IP PORT COUNT CONC  COUNT connections (CONC at once), each 64 bytes echoed; latency percentiles
 //   pingpong IP PORT COUNT     COUNT 64-byte round trips on one connection; latency percentiles
 //   whoami IP PORT [TIMEOUT_MS] prints the address the server saw us as, and which server answered
+//   http-serve NAME [PORT]     HTTP on PORT (9080) answering {name, method, path, peer, xff}
+//   http-load IP PORT COUNT [METHOD] [PATH] [fresh] COUNT requests, keep-alive unless fresh (a connection each);
+//                              counts of statuses and of who answered
 import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
 import net from 'node:net';
 
 const [mode, ...args] = process.argv.slice(2);
@@ -134,6 +138,47 @@ if (mode === 'serve') {
     },
     (e: Error) => fail(e.message),
   );
+} else if (mode === 'http-serve') {
+  const [name, port] = args;
+  http
+    .createServer((req, res) => {
+      req.resume();
+      req.on('end', () =>
+        res
+          .writeHead(200, { 'content-type': 'application/json', 'x-served-by': name ?? '' })
+          .end(JSON.stringify({ name, method: req.method, path: req.url, peer: unmap(req.socket.remoteAddress), xff: req.headers['x-forwarded-for'] ?? null })),
+      );
+    })
+    .listen(Number(port ?? 9080), () => process.stdout.write('serving\n'));
+} else if (mode === 'http-load') {
+  const [ip, port, countText, method, path, fresh] = args;
+  const agent = new http.Agent({ keepAlive: fresh !== 'fresh', maxSockets: 1 });
+  const statuses: Record<string, number> = {};
+  const servedBy: Record<string, number> = {};
+  const one = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const req = http.request({ host: ip, port: Number(port), method: method ?? 'GET', path: path ?? '/', agent, timeout: 15_000 }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          statuses[String(res.statusCode)] = (statuses[String(res.statusCode)] ?? 0) + 1;
+          const by = String(res.headers['x-served-by'] ?? '-');
+          servedBy[by] = (servedBy[by] ?? 0) + 1;
+          resolve();
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', reject);
+      req.end(method === 'POST' || method === 'PUT' ? 'payload' : undefined);
+    });
+  (async () => {
+    for (let i = 0; i < Number(countText ?? 1); i++) await one();
+  })().then(
+    () => {
+      process.stdout.write(`${JSON.stringify({ ok: true, statuses, servedBy })}\n`);
+      agent.destroy();
+    },
+    (e: Error) => fail(e.message),
+  );
 } else {
-  fail('usage: probe serve | send IP PORT BYTES | hold IP PORT SECONDS | connrate IP PORT COUNT CONC | pingpong IP PORT COUNT | whoami IP PORT [TIMEOUT_MS]');
+  fail('usage: probe serve | send IP PORT BYTES | hold IP PORT SECONDS | connrate IP PORT COUNT CONC | pingpong IP PORT COUNT | whoami IP PORT [TIMEOUT_MS] | http-serve NAME [PORT] | http-load IP PORT COUNT [METHOD] [PATH] [fresh]');
 }

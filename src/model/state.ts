@@ -1,7 +1,7 @@
 // The State store: one immutable snapshot at a time, with indexes by IP, VIP, identity and node.
 import { EventEmitter } from 'node:events';
 import { EMPTY_SNAPSHOT, labelsMatch } from './types.js';
-import type { NodeInfo, Service, Snapshot, StoredPolicy, Workload } from './types.js';
+import type { HttpRoute, NodeInfo, Service, Snapshot, StoredPolicy, Waypoint, Workload } from './types.js';
 
 export interface StateEvents {
   change: [snapshot: Snapshot];
@@ -14,6 +14,9 @@ export class State extends EventEmitter<StateEvents> {
   #byIdentity = new Map<string, Workload[]>();
   #endpoints = new Map<string, Workload[]>();
   #nodes = new Map<string, NodeInfo>();
+  #waypoints = new Map<string, Waypoint>();
+  #waypointPods = new Map<string, Workload[]>();
+  #services = new Map<string, Service>();
   #loaded = false;
 
   /** Replaces the whole view at once, so readers never see half an update. */
@@ -47,6 +50,14 @@ export class State extends EventEmitter<StateEvents> {
     this.#byIdentity = byIdentity;
     this.#endpoints = endpoints;
     this.#nodes = new Map(snapshot.nodes.map((n) => [n.name, n]));
+    this.#waypoints = new Map(snapshot.waypoints.map((w) => [w.uid, w]));
+    const waypointPods = new Map<string, Workload[]>();
+    for (const w of snapshot.workloads) {
+      if (w.implementsWaypoint === undefined) continue;
+      waypointPods.set(w.implementsWaypoint, [...(waypointPods.get(w.implementsWaypoint) ?? []), w]);
+    }
+    this.#waypointPods = waypointPods;
+    this.#services = new Map(snapshot.services.map((s) => [s.uid, s]));
     this.#loaded = true;
     this.emit('change', snapshot);
   }
@@ -81,6 +92,23 @@ export class State extends EventEmitter<StateEvents> {
 
   node(name: string): NodeInfo | undefined {
     return this.#nodes.get(name);
+  }
+
+  serviceByName(namespace: string, name: string): Service | undefined {
+    return this.#services.get(`${namespace}/${name}`);
+  }
+
+  waypoint(uid: string): Waypoint | undefined {
+    return this.#waypoints.get(uid);
+  }
+
+  /** The pods that implement a waypoint (its endpoints for HBONE). */
+  waypointPods(uid: string): readonly Workload[] {
+    return this.#waypointPods.get(uid) ?? [];
+  }
+
+  get httpRoutes(): readonly HttpRoute[] {
+    return this.#snapshot.httpRoutes;
   }
 
   get policies(): readonly StoredPolicy[] {

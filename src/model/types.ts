@@ -17,12 +17,18 @@ export interface Workload {
   readonly captured: boolean;
   /** Named container ports, for services whose targetPort is a name. */
   readonly namedPorts: Readonly<Record<string, number>>;
+  /** "namespace/name" of the waypoint traffic addressed to this pod's IP goes through, if any. */
+  readonly waypoint: string | undefined;
+  /** "namespace/name" of the waypoint Gateway this pod implements (it is then never captured). */
+  readonly implementsWaypoint: string | undefined;
 }
 
 export interface ServicePort {
   readonly name: string | undefined;
   readonly port: number;
   readonly targetPort: number | string;
+  /** spec.ports[].appProtocol: how a waypoint treats the port (http, http2, tcp…); undefined: detect. */
+  readonly appProtocol: string | undefined;
 }
 
 export interface Service {
@@ -36,6 +42,61 @@ export interface Service {
   /** For services without a selector: endpoint addresses from their EndpointSlices. */
   readonly endpointIps: readonly string[];
   readonly labels: Labels;
+  /** "namespace/name" of the waypoint traffic to this service's VIP goes through, if any. */
+  readonly waypoint: string | undefined;
+}
+
+/** A waypoint: a Gateway of class istio-waypoint; its pods carry gateway.networking.k8s.io/gateway-name. */
+export interface Waypoint {
+  /** namespace/name */
+  readonly uid: string;
+  readonly name: string;
+  readonly namespace: string;
+  /** istio.io/waypoint-for: which traffic it takes (service by default, as in Istio). */
+  readonly trafficType: 'service' | 'workload' | 'all' | 'none';
+}
+
+export type StringMatchType = 'Exact' | 'PathPrefix' | 'RegularExpression';
+
+export interface HttpRouteMatch {
+  readonly path: { readonly type: StringMatchType; readonly value: string } | undefined;
+  readonly headers: readonly { readonly type: 'Exact' | 'RegularExpression'; readonly name: string; readonly value: string }[];
+  readonly queryParams: readonly { readonly type: 'Exact' | 'RegularExpression'; readonly name: string; readonly value: string }[];
+  readonly method: string | undefined;
+}
+
+export interface HttpBackendRef {
+  readonly namespace: string;
+  readonly name: string;
+  readonly port: number | undefined;
+  readonly weight: number;
+}
+
+export interface HeaderModifier {
+  readonly set: readonly { readonly name: string; readonly value: string }[];
+  readonly add: readonly { readonly name: string; readonly value: string }[];
+  readonly remove: readonly string[];
+}
+
+export interface HttpRouteRule {
+  readonly index: number;
+  /** Empty: matches every request (the Gateway API default of one PathPrefix "/" match). */
+  readonly matches: readonly HttpRouteMatch[];
+  readonly backends: readonly HttpBackendRef[];
+  readonly requestHeaders: HeaderModifier | undefined;
+  /** Filters this waypoint cannot apply: requests the rule matches get 500 rather than a silent skip. */
+  readonly unsupportedFilters: readonly string[];
+}
+
+/** An HTTPRoute (gateway.networking.k8s.io/v1) attached to Services (GAMMA) or to a waypoint Gateway. */
+export interface HttpRoute {
+  readonly uid: string;
+  readonly namespace: string;
+  readonly name: string;
+  readonly origin: string;
+  readonly parents: readonly { readonly kind: 'Service' | 'Gateway'; readonly namespace: string; readonly name: string; readonly port: number | undefined }[];
+  readonly hostnames: readonly string[];
+  readonly rules: readonly HttpRouteRule[];
 }
 
 export interface NodeInfo {
@@ -63,9 +124,11 @@ export interface Snapshot {
   readonly services: readonly Service[];
   readonly nodes: readonly NodeInfo[];
   readonly policies: readonly StoredPolicy[];
+  readonly waypoints: readonly Waypoint[];
+  readonly httpRoutes: readonly HttpRoute[];
 }
 
-export const EMPTY_SNAPSHOT: Snapshot = { namespaces: [], workloads: [], services: [], nodes: [], policies: [] };
+export const EMPTY_SNAPSHOT: Snapshot = { namespaces: [], workloads: [], services: [], nodes: [], policies: [], waypoints: [], httpRoutes: [] };
 
 export function labelsMatch(selector: Labels, labels: Labels): boolean {
   for (const [k, v] of Object.entries(selector)) if (labels[k] !== v) return false;

@@ -15,6 +15,8 @@ export type OutboundRequest =
       readonly dstIdentities: readonly string[];
       readonly dstWorkload: Workload;
       readonly service: Service | undefined;
+      /** "namespace/name" of the waypoint when the connection goes through one (dstWorkload is its pod). */
+      readonly waypoint?: string;
     }
   /** Captured destination on this node: handed to the inbound side in-process. */
   | { readonly kind: 'local'; readonly target: SocketAddress; readonly dstWorkload: Workload; readonly service: Service | undefined }
@@ -43,9 +45,39 @@ export function buildOutboundRequest(ctx: OutboundContext, src: Workload, dst: S
     return { kind: 'reject', reason: `destination ${dst.ip}:${dst.port} is the daemon itself`, flag: 'RECURSION' };
   }
   const service = ctx.state.serviceByVip(dst.ip);
-  if (service !== undefined) return viaService(ctx, service, dst);
+  if (service !== undefined) {
+    if (service.waypoint !== undefined && src.implementsWaypoint !== service.waypoint) {
+      return viaWaypoint(ctx, service.waypoint, dst, service);
+    }
+    return viaService(ctx, service, dst);
+  }
   const workload = ctx.state.workloadByIp(dst.ip);
+  if (workload?.waypoint !== undefined && src.implementsWaypoint !== workload.waypoint) {
+    return viaWaypoint(ctx, workload.waypoint, dst, undefined);
+  }
   return toWorkload(ctx, workload, dst, undefined);
+}
+
+/**
+ * L7 is required: HBONE to a pod of the waypoint, with :authority the address the client used (the VIP),
+ * so the waypoint routes by service. With no waypoint pod the connection fails: going around the
+ * waypoint would skip its policies.
+ */
+function viaWaypoint(ctx: OutboundContext, waypoint: string, dst: SocketAddress, service: Service | undefined): OutboundRequest {
+  const pods = ctx.state.waypointPods(waypoint);
+  if (pods.length === 0) {
+    return { kind: 'reject', reason: `waypoint ${waypoint} has no pods`, flag: 'NO_HEALTHY_UPSTREAM' };
+  }
+  const pod = (ctx.pick ?? randomPick)(pods);
+  return {
+    kind: 'hbone',
+    target: dst,
+    nextHop: { ip: pod.ip, port: ctx.hbonePort },
+    dstIdentities: [pod.identity],
+    dstWorkload: pod,
+    service,
+    waypoint,
+  };
 }
 
 function viaService(ctx: OutboundContext, service: Service, dst: SocketAddress): OutboundRequest {

@@ -54,6 +54,7 @@ export const serviceSchema = z.object({
           port,
           targetPort: z.union([port, z.string().min(1)]).optional(),
           protocol: z.enum(['TCP', 'UDP', 'SCTP']).optional(),
+          appProtocol: z.string().min(1).optional(),
         }),
       )
       .min(1),
@@ -88,6 +89,67 @@ export const authorizationPolicySchema = z.looseObject({
   spec: z.record(z.string(), z.unknown()).nullish(),
 });
 
+const gatewayApiVersion = z.enum(['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1']);
+
+/** Gateways are read for their class: those of class istio-waypoint are waypoints, the rest are ignored. */
+export const gatewaySchema = z.object({
+  apiVersion: gatewayApiVersion,
+  kind: z.literal('Gateway'),
+  metadata,
+  spec: z.object({ gatewayClassName: z.string().min(1) }),
+});
+
+const nameValueMatch = z.strictObject({ type: z.enum(['Exact', 'RegularExpression']).optional(), name: z.string().min(1), value: z.string() });
+
+const httpRouteMatch = z.strictObject({
+  path: z.strictObject({ type: z.enum(['Exact', 'PathPrefix', 'RegularExpression']).optional(), value: z.string().startsWith('/').optional() }).optional(),
+  headers: z.array(nameValueMatch).optional(),
+  queryParams: z.array(nameValueMatch).optional(),
+  method: z.enum(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH']).optional(),
+});
+
+const headerPair = z.strictObject({ name: z.string().min(1), value: z.string() });
+
+const httpRouteFilter = z.looseObject({
+  type: z.string().min(1),
+  requestHeaderModifier: z
+    .strictObject({ set: z.array(headerPair).optional(), add: z.array(headerPair).optional(), remove: z.array(z.string().min(1)).optional() })
+    .optional(),
+});
+
+/** parentRefs and backendRefs: a reference to another object, optionally to one of its ports. */
+const objectRef = {
+  group: z.string().optional(),
+  kind: z.string().optional(),
+  name: z.string().min(1),
+  namespace: z.string().min(1).optional(),
+  port: port.optional(),
+};
+
+export const httpRouteSchema = z.object({
+  apiVersion: gatewayApiVersion,
+  kind: z.literal('HTTPRoute'),
+  metadata,
+  spec: z.object({
+    parentRefs: z.array(z.strictObject({ ...objectRef, sectionName: z.string().optional() })).min(1),
+    hostnames: z.array(z.string().min(1)).optional(),
+    rules: z
+      .array(
+        z.strictObject({
+          name: z.string().optional(),
+          matches: z.array(httpRouteMatch).optional(),
+          filters: z.array(httpRouteFilter).optional(),
+          backendRefs: z.array(z.strictObject({ ...objectRef, weight: z.number().int().min(0).max(1_000_000).optional() })).optional(),
+          timeouts: z.strictObject({ request: z.string().optional(), backendRequest: z.string().optional() }).optional(),
+        }),
+      )
+      .optional(),
+  }),
+});
+
+export type GatewayObject = z.infer<typeof gatewaySchema>;
+export type HttpRouteObject = z.infer<typeof httpRouteSchema>;
+
 export type NamespaceObject = z.infer<typeof namespaceSchema>;
 export type PodObject = z.infer<typeof podSchema>;
 export type ServiceObject = z.infer<typeof serviceSchema>;
@@ -96,7 +158,15 @@ export type AuthorizationPolicyObject = z.infer<typeof authorizationPolicySchema
 
 export type EndpointSliceObject = z.infer<typeof endpointSliceSchema>;
 
-export type KubeObject = NamespaceObject | PodObject | ServiceObject | NodeObject | AuthorizationPolicyObject | EndpointSliceObject;
+export type KubeObject =
+  | NamespaceObject
+  | PodObject
+  | ServiceObject
+  | NodeObject
+  | AuthorizationPolicyObject
+  | EndpointSliceObject
+  | GatewayObject
+  | HttpRouteObject;
 
 const schemas = {
   Namespace: namespaceSchema,
@@ -105,6 +175,8 @@ const schemas = {
   Node: nodeSchema,
   AuthorizationPolicy: authorizationPolicySchema,
   EndpointSlice: endpointSliceSchema,
+  Gateway: gatewaySchema,
+  HTTPRoute: httpRouteSchema,
 } as const;
 
 export type KnownKind = keyof typeof schemas;

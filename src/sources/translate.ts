@@ -1,10 +1,15 @@
 // The one translation from Kubernetes objects to the model, shared by local and cluster mode.
 import { identityToString } from '../model/identity.js';
-import type { NamespaceInfo, NodeInfo, Service, Snapshot, StoredPolicy, Workload } from '../model/types.js';
-import type { EndpointSliceObject, KubeObject, NodeObject, PodObject, ServiceObject } from './kube-schema.js';
+import type { HttpRoute, Labels, NamespaceInfo, NodeInfo, Service, Snapshot, StoredPolicy, Waypoint, Workload } from '../model/types.js';
+import type { EndpointSliceObject, GatewayObject, HttpRouteObject, KubeObject, NodeObject, PodObject, ServiceObject } from './kube-schema.js';
 
 export const DATAPLANE_MODE_LABEL = 'istio.io/dataplane-mode';
 export const AMBIENT = 'ambient';
+export const USE_WAYPOINT_LABEL = 'istio.io/use-waypoint';
+export const USE_WAYPOINT_NAMESPACE_LABEL = 'istio.io/use-waypoint-namespace';
+export const WAYPOINT_FOR_LABEL = 'istio.io/waypoint-for';
+export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
+export const WAYPOINT_CLASS = 'istio-waypoint';
 
 export interface TranslateOptions {
   readonly trustDomain: string;
@@ -23,6 +28,8 @@ export function translate(objects: readonly SourcedObject[], opts: TranslateOpti
   const nodes: NodeInfo[] = [];
   const policies: StoredPolicy[] = [];
   const slices: EndpointSliceObject[] = [];
+  const waypoints = new Map<string, Waypoint>();
+  const routes: { origin: string; object: HttpRouteObject }[] = [];
 
   for (const { origin, object } of objects) {
     switch (object.kind) {
@@ -41,6 +48,14 @@ export function translate(objects: readonly SourcedObject[], opts: TranslateOpti
       case 'EndpointSlice':
         slices.push(object);
         break;
+      case 'Gateway': {
+        const w = gatewayToWaypoint(object);
+        if (w !== undefined) waypoints.set(w.uid, w);
+        break;
+      }
+      case 'HTTPRoute':
+        routes.push({ origin, object });
+        break;
       case 'AuthorizationPolicy':
         policies.push({
           namespace: object.metadata.namespace ?? 'default',
@@ -54,22 +69,54 @@ export function translate(objects: readonly SourcedObject[], opts: TranslateOpti
 
   const workloads: Workload[] = [];
   for (const pod of pods) {
-    const w = podToWorkload(pod, namespaces, opts);
+    const w = podToWorkload(pod, namespaces, waypoints, opts);
     if (w !== undefined) workloads.push(w);
   }
   return {
     namespaces: [...namespaces.values()],
     workloads,
-    services: services.map((svc) => serviceToModel(svc, slices)),
+    services: services.map((svc) => serviceToModel(svc, slices, namespaces, waypoints)),
     nodes,
     policies,
+    waypoints: [...waypoints.values()],
+    httpRoutes: routes.map((r) => httpRouteToModel(r.object, r.origin)),
   };
+}
+
+function gatewayToWaypoint(gw: GatewayObject): Waypoint | undefined {
+  if (gw.spec.gatewayClassName !== WAYPOINT_CLASS) return undefined;
+  const namespace = gw.metadata.namespace ?? 'default';
+  const t = gw.metadata.labels?.[WAYPOINT_FOR_LABEL];
+  const trafficType = t === 'workload' || t === 'all' || t === 'none' ? t : 'service';
+  return { uid: `${namespace}/${gw.metadata.name}`, name: gw.metadata.name, namespace, trafficType };
+}
+
+/**
+ * Which waypoint an object's traffic goes through, as istiod decides it: the object's own
+ * istio.io/use-waypoint label wins over its namespace's ("none" opts out); the waypoint must exist and
+ * take this kind of traffic (istio.io/waypoint-for).
+ */
+function waypointFor(
+  labels: Labels,
+  namespace: string,
+  namespaces: ReadonlyMap<string, NamespaceInfo>,
+  waypoints: ReadonlyMap<string, Waypoint>,
+  kind: 'service' | 'workload',
+): string | undefined {
+  const nsLabels = namespaces.get(namespace)?.labels ?? {};
+  const from = labels[USE_WAYPOINT_LABEL] !== undefined ? labels : nsLabels;
+  const name = from[USE_WAYPOINT_LABEL];
+  if (name === undefined || name === 'none' || name === '') return undefined;
+  const wp = waypoints.get(`${from[USE_WAYPOINT_NAMESPACE_LABEL] ?? namespace}/${name}`);
+  if (wp === undefined || !(wp.trafficType === 'all' || wp.trafficType === kind)) return undefined;
+  return wp.uid;
 }
 
 /** Pods without an IP or a node are not workloads yet; host-network pods are never captured. */
 function podToWorkload(
   pod: PodObject,
   namespaces: ReadonlyMap<string, NamespaceInfo>,
+  waypoints: ReadonlyMap<string, Waypoint>,
   opts: TranslateOptions,
 ): Workload | undefined {
   const ip = pod.status?.podIP;
@@ -80,6 +127,9 @@ function podToWorkload(
   const serviceAccount = pod.spec.serviceAccountName ?? 'default';
   const nsAmbient = namespaces.get(namespace)?.labels[DATAPLANE_MODE_LABEL] === AMBIENT;
   const optedOut = labels[DATAPLANE_MODE_LABEL] === 'none';
+  // A waypoint's own pods serve HBONE themselves: capturing them would loop their traffic through ztunnel.
+  const gatewayName = labels[GATEWAY_NAME_LABEL];
+  const implementsWaypoint = gatewayName !== undefined && waypoints.has(`${namespace}/${gatewayName}`) ? `${namespace}/${gatewayName}` : undefined;
   const namedPorts: Record<string, number> = {};
   for (const c of pod.spec.containers ?? []) {
     for (const p of c.ports ?? []) if (p.name !== undefined) namedPorts[p.name] = p.containerPort;
@@ -93,14 +143,21 @@ function podToWorkload(
     serviceAccount,
     identity: identityToString({ trustDomain: opts.trustDomain, namespace, serviceAccount }),
     labels,
-    captured: nsAmbient && !optedOut,
+    captured: nsAmbient && !optedOut && implementsWaypoint === undefined,
     namedPorts,
+    waypoint: implementsWaypoint === undefined ? waypointFor(labels, namespace, namespaces, waypoints, 'workload') : undefined,
+    implementsWaypoint,
   };
 }
 
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 
-function serviceToModel(svc: ServiceObject, slices: readonly EndpointSliceObject[]): Service {
+function serviceToModel(
+  svc: ServiceObject,
+  slices: readonly EndpointSliceObject[],
+  namespaces: ReadonlyMap<string, NamespaceInfo>,
+  waypoints: ReadonlyMap<string, Waypoint>,
+): Service {
   const namespace = svc.metadata.namespace ?? 'default';
   // Only services without a selector take their endpoints from EndpointSlices (as kube-proxy would).
   const endpointIps =
@@ -115,10 +172,63 @@ function serviceToModel(svc: ServiceObject, slices: readonly EndpointSliceObject
     name: svc.metadata.name,
     namespace,
     vip: clusterIP === undefined || clusterIP === 'None' ? undefined : clusterIP,
-    ports: svc.spec.ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.targetPort ?? p.port })),
+    ports: svc.spec.ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.targetPort ?? p.port, appProtocol: p.appProtocol })),
     selector: svc.spec.selector,
     endpointIps,
     labels: svc.metadata.labels ?? {},
+    waypoint: waypointFor(svc.metadata.labels ?? {}, namespace, namespaces, waypoints, 'service'),
+  };
+}
+
+const SUPPORTED_FILTERS = new Set(['RequestHeaderModifier']);
+
+function httpRouteToModel(route: HttpRouteObject, origin: string): HttpRoute {
+  const namespace = route.metadata.namespace ?? 'default';
+  const parents: HttpRoute['parents'][number][] = [];
+  for (const p of route.spec.parentRefs) {
+    const kind = p.kind ?? 'Gateway';
+    const group = p.group ?? (kind === 'Service' ? '' : 'gateway.networking.k8s.io');
+    if (kind === 'Service' && (group === '' || group === 'core')) parents.push({ kind, namespace: p.namespace ?? namespace, name: p.name, port: p.port });
+    else if (kind === 'Gateway' && group === 'gateway.networking.k8s.io') parents.push({ kind, namespace: p.namespace ?? namespace, name: p.name, port: p.port });
+  }
+  return {
+    uid: `${namespace}/${route.metadata.name}`,
+    namespace,
+    name: route.metadata.name,
+    origin,
+    parents,
+    hostnames: route.spec.hostnames ?? [],
+    rules: (route.spec.rules ?? []).map((rule, index) => {
+      const unsupported: string[] = [];
+      let requestHeaders: HttpRoute['rules'][number]['requestHeaders'];
+      for (const f of rule.filters ?? []) {
+        if (!SUPPORTED_FILTERS.has(f.type)) unsupported.push(`filter ${f.type}`);
+        else if (f.requestHeaderModifier !== undefined) {
+          const m = f.requestHeaderModifier;
+          requestHeaders = { set: m.set ?? [], add: m.add ?? [], remove: m.remove ?? [] };
+        }
+      }
+      const backends = (rule.backendRefs ?? []).flatMap((b) => {
+        const kind = b.kind ?? 'Service';
+        if (kind !== 'Service' || (b.group ?? '') !== '') {
+          unsupported.push(`backendRef kind ${b.group ?? ''}/${kind}`);
+          return [];
+        }
+        return [{ namespace: b.namespace ?? namespace, name: b.name, port: b.port, weight: b.weight ?? 1 }];
+      });
+      return {
+        index,
+        matches: (rule.matches ?? []).map((m) => ({
+          path: m.path === undefined ? undefined : { type: m.path.type ?? 'PathPrefix', value: m.path.value ?? '/' },
+          headers: (m.headers ?? []).map((h) => ({ type: h.type ?? 'Exact', name: h.name.toLowerCase(), value: h.value })),
+          queryParams: (m.queryParams ?? []).map((q) => ({ type: q.type ?? 'Exact', name: q.name, value: q.value })),
+          method: m.method,
+        })),
+        backends,
+        requestHeaders,
+        unsupportedFilters: unsupported,
+      };
+    }),
   };
 }
 

@@ -18,6 +18,8 @@ export interface Telemetry {
 
 export interface ConnectionFields {
   readonly direction: Direction;
+  /** Who reports: by default "source" for outbound and "destination" for inbound. */
+  readonly reporter?: 'waypoint';
   readonly src: SocketAddress;
   readonly srcWorkload?: Workload | undefined;
   readonly srcIdentity?: string | undefined;
@@ -91,6 +93,7 @@ export class ConnectionRecord {
       'dst.namespace': f.dstWorkload?.namespace,
       'dst.identity': f.dstIdentity,
       direction: f.direction,
+      ...(f.reporter === undefined ? {} : { reporter: f.reporter }),
       bytes_sent: outcome.clientToServer,
       bytes_recv: outcome.serverToClient,
       duration: durationMs,
@@ -113,19 +116,7 @@ export class ConnectionRecord {
   }
 
   #labels(flag: string | undefined): TcpLabels {
-    const f = this.fields;
-    const [svcNamespace, svcName] = f.dstService?.split('/') ?? [];
-    return {
-      reporter: f.direction === 'outbound' ? 'source' : 'destination',
-      ...workloadLabels('source', f.srcWorkload, principal(f.srcIdentity)),
-      ...workloadLabels('destination', f.dstWorkload, principal(f.dstIdentity)),
-      destination_service: svcName === undefined ? UNKNOWN : `${svcName}.${svcNamespace ?? ''}.svc.cluster.local`,
-      destination_service_namespace: svcNamespace ?? UNKNOWN,
-      destination_service_name: svcName ?? UNKNOWN,
-      request_protocol: 'tcp',
-      response_flags: flag ?? '-',
-      connection_security_policy: f.mtls === true ? 'mutual_tls' : UNKNOWN,
-    } as TcpLabels;
+    return connectionLabels(this.fields, flag);
   }
 
   #flow(type: FlowEvent['type'], o: ConnectionOutcome, durationMs = 0): FlowEvent {
@@ -145,4 +136,20 @@ export class ConnectionRecord {
       ...(o.flag === undefined ? {} : { flag: o.flag }),
     };
   }
+}
+
+/** Istio's labels for a connection (or a request on it), from who reports it and its two ends. */
+export function connectionLabels(f: Omit<ConnectionFields, 'src' | 'dst'>, flag: string | undefined): TcpLabels {
+  const [svcNamespace, svcName] = f.dstService?.split('/') ?? [];
+  return {
+    reporter: f.reporter ?? (f.direction === 'outbound' ? 'source' : 'destination'),
+    ...workloadLabels('source', f.srcWorkload, principal(f.srcIdentity)),
+    ...workloadLabels('destination', f.dstWorkload, principal(f.dstIdentity)),
+    destination_service: svcName === undefined ? UNKNOWN : `${svcName}.${svcNamespace ?? ''}.svc.cluster.local`,
+    destination_service_namespace: svcNamespace ?? UNKNOWN,
+    destination_service_name: svcName ?? UNKNOWN,
+    request_protocol: 'tcp',
+    response_flags: flag ?? '-',
+    connection_security_policy: f.mtls === true ? 'mutual_tls' : UNKNOWN,
+  } as TcpLabels;
 }

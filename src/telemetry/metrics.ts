@@ -1,6 +1,6 @@
 // Every metric the daemon exports, with Istio's names and ztunnel's labels, so existing dashboards and
 // alerts work. Label values are bounded (workloads, services, flags), never per connection.
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Workload } from '../model/types.js';
 
 export const TCP_LABELS = [
@@ -30,6 +30,10 @@ export const TCP_LABELS = [
 ] as const;
 
 export type TcpLabel = (typeof TCP_LABELS)[number];
+
+/** Istio's HTTP metrics (reported by waypoints): the TCP labels plus the response code. */
+export const HTTP_LABELS = [...TCP_LABELS, 'response_code'] as const;
+export type HttpLabel = (typeof HTTP_LABELS)[number];
 export type TcpLabels = Record<TcpLabel, string>;
 
 export const UNKNOWN = 'unknown';
@@ -51,6 +55,8 @@ export class Metrics {
   readonly received: Counter<TcpLabel>;
   readonly sent: Counter<TcpLabel>;
   readonly failed: Counter<TcpLabel>;
+  readonly requests: Counter<HttpLabel>;
+  readonly requestDuration: Histogram<HttpLabel>;
 
   constructor(sources: MetricsSources = {}) {
     const r = this.registry;
@@ -61,6 +67,14 @@ export class Metrics {
     this.received = counter('istio_tcp_received_bytes_total', 'Bytes sent by the client to the server');
     this.sent = counter('istio_tcp_sent_bytes_total', 'Bytes sent by the server to the client');
     this.failed = counter('istio_tcp_connections_failed_total', 'TCP connections that failed or were denied');
+    this.requests = new Counter({ name: 'istio_requests_total', help: 'HTTP requests', labelNames: HTTP_LABELS, registers: [r] });
+    this.requestDuration = new Histogram({
+      name: 'istio_request_duration_milliseconds',
+      help: 'HTTP request duration',
+      labelNames: HTTP_LABELS,
+      buckets: [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000],
+      registers: [r],
+    });
     collectDefaultMetrics({ register: r });
     new Gauge({
       name: 'ztunnel_hbone_pool_connections',

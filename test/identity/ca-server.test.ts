@@ -6,7 +6,7 @@ import t from 'tap';
 import { CaServer } from '../../src/identity/ca-server.js';
 import { CertificateAuthority } from '../../src/identity/ca.js';
 import { RemoteCaSource } from '../../src/identity/source.js';
-import { issueNodeToken } from '../../src/identity/tokens.js';
+import { issueNodeToken, issuePodToken } from '../../src/identity/tokens.js';
 import { State } from '../../src/model/state.js';
 import { parseManifestText } from '../../src/sources/manifests.js';
 import { translate } from '../../src/sources/translate.js';
@@ -42,4 +42,13 @@ t.test('standalone CA: node tokens and node-restricted issuance', async (t) => {
   const other = await CertificateAuthority.create('cluster.local');
   const forged = await source(await issueNodeToken(other.tokenKey, 'node-1'));
   await t.rejects(forged.fetch('spiffe://cluster.local/ns/app/sa/client'), { code: 'CA_UNAUTHENTICATED' }, 'token from another key');
+
+  // A pod token (what a waypoint presents) obtains its own pod's identity and nothing else, not even
+  // the identities of other pods on its node.
+  const pod = await source(await issuePodToken(ca.tokenKey, 'app', 'echo-a'));
+  t.equal((await pod.fetch('spiffe://cluster.local/ns/app/sa/echo')).identity, 'spiffe://cluster.local/ns/app/sa/echo', 'pod token: its own identity');
+  await t.rejects(pod.fetch('spiffe://cluster.local/ns/legacy/sa/default'), { code: 'CA_FORBIDDEN' }, 'pod token: a neighbour on the same node is refused');
+  t.match(logs.findLast((l) => String(l['msg']).includes('no pod with this identity')), { pod: 'app/echo-a', identity: 'spiffe://cluster.local/ns/legacy/sa/default' }, 'the refusal names the pod');
+  const gone = await source(await issuePodToken(ca.tokenKey, 'app', 'no-such-pod'));
+  await t.rejects(gone.fetch('spiffe://cluster.local/ns/app/sa/echo'), { code: 'CA_FORBIDDEN' }, 'pod token of a pod that does not exist');
 });

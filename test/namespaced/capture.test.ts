@@ -4,8 +4,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { findPod, labDown, labNetns, labRestartNode, labUp, readLabState, type LabState } from '../../src/lab/lab.js';
+import { findPod, labDown, labNetns, labRestartNode, readLabState, type LabState } from '../../src/lab/lab.js';
 import { probeInPod, spawnProbe, startProbeServers } from '../../src/lab/probe-runner.js';
+import { exclusiveLab, labSkipReason, logLines as logFile, metricsIn, waitFor } from '../helpers/lab-test.js';
 
 const MANIFESTS = fileURLToPath(new URL('../../../manifests/examples/demo/cluster.yaml', import.meta.url));
 const CLIENT = '10.244.1.10';
@@ -15,12 +16,6 @@ const OLD_APP = '10.244.2.11';
 const VIP = '10.96.0.20';
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
-const why =
-  process.getuid?.() !== 0
-    ? 'needs root for network namespaces and eBPF (CI runs as root)'
-    : spawnSync('nsenter', ['--version']).status !== 0
-      ? 'needs nsenter (util-linux)'
-      : undefined;
 
 interface ProbeResult {
   ok: boolean;
@@ -40,24 +35,10 @@ function probe(pod: string, ...args: string[]): ProbeResult {
   }
 }
 
-function logLines(state: LabState, node: string): Record<string, unknown>[] {
-  const n = state.nodes.find((x) => x.name === node);
-  return readFileSync(n?.log ?? '', 'utf8')
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
+const logLines = (state: LabState, node: string): Record<string, unknown>[] => logFile(state.nodes.find((x) => x.name === node)?.log ?? '');
 
 const connections = (state: LabState, node: string): Record<string, unknown>[] =>
   logLines(state, node).filter((l) => l['msg'] === 'connection complete' || l['msg'] === 'connection failed');
-
-async function waitFor(what: string, pred: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** Signals a lab daemon and waits until its process is gone. */
 async function stopDaemon(pid: number | undefined, signal: NodeJS.Signals): Promise<void> {
@@ -83,10 +64,8 @@ function ourRules(netns: string | undefined): string {
   return out.join('\n').split('\n').filter((l) => /1500[168]|ztunnel/i.test(l)).join('\n');
 }
 
-t.test('eBPF capture in a two-node lab', { skip: why ?? false }, async (t) => {
-  if (labNetns().length > 0 || readLabState() !== undefined) await labDown();
-  t.teardown(labDown);
-  const state = await labUp(MANIFESTS);
+t.test('eBPF capture in a two-node lab', { skip: labSkipReason ?? false }, async (t) => {
+  const state = await exclusiveLab(t, MANIFESTS);
   startProbeServers(['shop/cart-local', 'shop/cart-remote', 'legacy/old-app']);
   await waitFor('probe servers', () => [CART_LOCAL, CART_REMOTE, OLD_APP].every((ip) => probe('shop/client', 'whoami', ip, '9000', '2000').ok), 15_000);
 
@@ -117,7 +96,7 @@ t.test('eBPF capture in a two-node lab', { skip: why ?? false }, async (t) => {
     }, 30_000);
     observe.kill();
     t.same([...nodes].sort(), ['node-1', 'node-2'], 'events from both nodes');
-    const metrics = spawnSync('nsenter', ['--net=/run/netns/ztl-node-1', process.execPath, '-e', "fetch('http://127.0.0.1:15020/metrics').then(r=>r.text()).then(t=>process.stdout.write(t))"], { encoding: 'utf8' }).stdout;
+    const metrics = metricsIn('ztl-node-1');
     const assigned = /ztunnel_ebpf_capture_packets_total\{action="assigned_listener"\} (\d+)/.exec(metrics)?.[1];
     t.ok(Number(assigned) > 0, `capture_pod assigned ${assigned ?? '?'} new flows to listeners`);
   });

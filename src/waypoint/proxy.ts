@@ -1,0 +1,308 @@
+// The waypoint's data path. Each HBONE CONNECT names the address the client used (a service VIP:port, or
+// a workload IP:port); once it is known to be this waypoint's traffic, it is served as HTTP (L7 policy,
+// then HTTPRoute, per request) or as TCP (L4 policy, one endpoint), and sent on over HBONE.
+import http from 'node:http';
+import http2 from 'node:http2';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { formatAddress } from '../hbone/headers.js';
+import type { HboneRequest } from '../hbone/server.js';
+import type { State } from '../model/state.js';
+import type { HeaderModifier, Service, ServicePort, Waypoint, Workload } from '../model/types.js';
+import { copyBidirectional, type CopyProgress } from '../proxy/copy.js';
+import { ConnectionRecord, connectionLabels, type Telemetry } from '../telemetry/access-log.js';
+import type { WaypointPolicies } from './policies.js';
+import { declaredProtocol, sniff, type AppProtocol } from './protocol.js';
+import { pickBackend, routesForService, selectRule, type RequestInfo } from './routing.js';
+import { bufferStringWrites, type Upstreams } from './upstream.js';
+
+export interface WaypointProxyInputs {
+  readonly waypoint: Pick<Waypoint, 'uid' | 'name' | 'namespace'>;
+  readonly state: State;
+  readonly policies: WaypointPolicies;
+  readonly upstreams: Upstreams;
+  readonly telemetry: Telemetry;
+  readonly logger: Logger;
+  readonly random?: () => number;
+}
+
+/** What one HBONE stream is for, once resolved. */
+interface Target {
+  readonly hbone: HboneRequest;
+  readonly service: Service | undefined;
+  readonly port: ServicePort | undefined;
+  /** Set when the client addressed a workload directly. */
+  readonly workload: Workload | undefined;
+  readonly srcWorkload: Workload | undefined;
+}
+
+interface RequestOutcome {
+  readonly route?: string | undefined;
+  readonly backend?: string | undefined;
+  readonly endpoint?: Workload | undefined;
+  readonly reason?: string | undefined;
+}
+
+type HttpRequest = http.IncomingMessage | http2.Http2ServerRequest;
+type HttpResponse = http.ServerResponse | http2.Http2ServerResponse;
+
+/** Hop-by-hop headers are not forwarded (RFC 9110 §7.6.1), nor HTTP/2 pseudo-headers. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'http2-settings', 'host']);
+
+export class WaypointProxy {
+  readonly #in: WaypointProxyInputs;
+  readonly #http1: http.Server;
+  readonly #targets = new WeakMap<Duplex, Target>();
+  readonly #open = new Set<Duplex>();
+
+  constructor(inputs: WaypointProxyInputs) {
+    this.#in = inputs;
+    // One HTTP/1.1 server for every HBONE stream; each stream is its "socket".
+    this.#http1 = http.createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
+      const t = this.#targets.get(req.socket);
+      if (t === undefined) res.writeHead(500).end();
+      else this.#onRequest(t, req, res);
+    });
+  }
+
+  /** Serves one HBONE CONNECT addressed to the waypoint. */
+  handle(hbone: HboneRequest): void {
+    const { state, waypoint, telemetry } = this.#in;
+    const service = state.serviceByVip(hbone.dst.ip);
+    const workload = service === undefined ? state.workloadByIp(hbone.dst.ip) : undefined;
+    const srcWorkload = state.workloadByIp(hbone.src.ip);
+    const record = new ConnectionRecord(telemetry, {
+      direction: 'inbound',
+      reporter: 'waypoint',
+      src: hbone.src,
+      srcWorkload,
+      srcIdentity: hbone.peerIdentity,
+      dst: hbone.dst,
+      dstService: service?.uid,
+      dstWorkload: workload,
+      mtls: true,
+    });
+    const ours = service !== undefined ? service.waypoint === waypoint.uid : workload?.waypoint === waypoint.uid;
+    const port = service?.ports.find((p) => p.port === hbone.dst.port);
+    if (!ours || (service !== undefined && port === undefined)) {
+      const why = !ours ? `${formatAddress(hbone.dst)} does not use waypoint ${waypoint.uid}` : `service ${service?.uid ?? ''} has no port ${hbone.dst.port}`;
+      record.record({ clientToServer: 0, serverToClient: 0, error: new Error(why), flag: 'NO_ROUTE' });
+      if (!hbone.stream.destroyed) hbone.stream.respond({ ':status': 503 }, { endStream: true });
+      return;
+    }
+    const target: Target = { hbone, service, port, workload, srcWorkload };
+    hbone.stream.respond({ ':status': 200 });
+    record.opened();
+    this.#open.add(hbone.stream);
+    hbone.stream.once('close', () => this.#open.delete(hbone.stream));
+    const declared = declaredProtocol(port);
+    const protocol: Promise<AppProtocol> = declared === undefined ? sniff(hbone.stream) : Promise.resolve(declared === 'http' ? 'http1' : declared);
+    void protocol.then((p) => {
+      if (hbone.stream.destroyed) return record.record({ clientToServer: 0, serverToClient: 0 });
+      if (p === 'tcp') return this.#serveTcp(target, record);
+      const bytes = { in: 0, out: 0 };
+      hbone.stream.on('data', (c: Buffer) => (bytes.in += c.length));
+      bufferStringWrites(hbone.stream, (n) => (bytes.out += n));
+      hbone.stream.once('close', () => record.record({ clientToServer: bytes.in, serverToClient: bytes.out }));
+      if (p === 'http1') {
+        this.#targets.set(hbone.stream, target);
+        this.#http1.emit('connection', hbone.stream);
+      } else {
+        const h2c = http2.createServer({}, (req, res) => this.#onRequest(target, req, res));
+        h2c.on('sessionError', () => undefined);
+        h2c.emit('connection', hbone.stream);
+      }
+    });
+  }
+
+  /** Plain TCP through the waypoint: L4 policy, then one endpoint of the service. */
+  #serveTcp(t: Target, record: ConnectionRecord): void {
+    const { hbone } = t;
+    const decision = this.#in.policies.decide(t.service, {
+      srcIp: hbone.src.ip,
+      srcIdentity: hbone.peerIdentity,
+      dstIp: hbone.dst.ip,
+      dstPort: hbone.dst.port,
+    });
+    const progress: CopyProgress = { aToB: 0, bToA: 0 };
+    if (!decision.allow) {
+      this.#in.logger.warn({ src: formatAddress(hbone.src), srcIdentity: hbone.peerIdentity, dst: formatAddress(hbone.dst), policy: decision.policy ?? null, reason: decision.reason }, 'connection denied by policy');
+      record.record({ clientToServer: 0, serverToClient: 0, error: new Error(decision.reason), flag: 'DENIED' });
+      hbone.stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    const chosen = this.#endpoint(t.service, hbone.dst.port, t.workload);
+    if ('error' in chosen) {
+      record.record({ clientToServer: 0, serverToClient: 0, error: new Error(chosen.error), flag: 'NO_HEALTHY_UPSTREAM' });
+      hbone.stream.close(http2.constants.NGHTTP2_CANCEL);
+      return;
+    }
+    record.fields.dstWorkload = chosen.endpoint;
+    record.fields.dstIdentity = chosen.endpoint.identity;
+    this.#in.upstreams.open(chosen.endpoint, chosen.port, hbone.src).then(
+      (upstream) => record.track(copyBidirectional(hbone.stream, upstream, progress), progress),
+      (err: Error) => {
+        record.record({ clientToServer: 0, serverToClient: 0, error: err, flag: 'UPSTREAM_CONNECT' });
+        hbone.stream.close(http2.constants.NGHTTP2_CANCEL);
+      },
+    );
+  }
+
+  /** One HTTP request: policy, route, backend, endpoint, forward; every outcome is logged and counted. */
+  #onRequest(t: Target, req: HttpRequest, res: HttpResponse): void {
+    const started = process.hrtime.bigint();
+    const { hbone } = t;
+    const url = new URL(req.url ?? '/', 'http://waypoint');
+    const host = String(req.headers[':authority'] ?? req.headers.host ?? formatAddress(hbone.dst));
+    const info: RequestInfo = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers };
+    const xff = req.headers['x-forwarded-for'];
+    const remoteIp = (typeof xff === 'string' ? xff.split(',')[0]?.trim() : undefined) || hbone.src.ip;
+    const done = (status: number, extra: RequestOutcome): void => {
+      const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+      this.#report(t, extra.backend ?? t.service?.uid, extra.endpoint, status, durationMs);
+      const line = {
+        reporter: 'waypoint',
+        'src.addr': formatAddress(hbone.src),
+        'src.workload': t.srcWorkload?.name,
+        'src.identity': hbone.peerIdentity,
+        'dst.addr': formatAddress(hbone.dst),
+        'dst.service': t.service?.uid,
+        'dst.backend': extra.backend,
+        'dst.workload': extra.endpoint?.name,
+        method: info.method,
+        path: info.path,
+        host,
+        route: extra.route,
+        response_code: status,
+        duration: durationMs,
+        ...(extra.reason === undefined ? {} : { reason: extra.reason }),
+      };
+      if (status >= 400) this.#in.telemetry.logger.warn(line, 'request failed');
+      else this.#in.telemetry.logger.info(line, 'request complete');
+    };
+    const reply = (status: number, body: string, extra: Parameters<typeof done>[1]): void => {
+      if (!res.headersSent) res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      done(status, extra);
+    };
+
+    const decision = this.#in.policies.decide(t.service, {
+      srcIp: hbone.src.ip,
+      srcIdentity: hbone.peerIdentity,
+      dstIp: hbone.dst.ip,
+      dstPort: hbone.dst.port,
+      http: { host, method: info.method, path: info.path, headers: req.headers, remoteIp },
+    });
+    if (!decision.allow) return reply(403, 'RBAC: access denied\n', { reason: decision.reason });
+
+    let backend = t.service;
+    let backendPort = hbone.dst.port;
+    let routeName: string | undefined;
+    let modifier: HeaderModifier | undefined;
+    if (t.service !== undefined) {
+      const routes = routesForService(this.#in.state.httpRoutes, t.service, hbone.dst.port);
+      if (routes.length > 0) {
+        const choice = selectRule(routes, info);
+        if (choice === undefined) return reply(404, 'route not found\n', { reason: 'no HTTPRoute rule matches' });
+        routeName = `${choice.route.uid}#${choice.rule.index}`;
+        if (choice.rule.unsupportedFilters.length > 0) {
+          return reply(500, 'route not supported\n', { route: routeName, reason: choice.rule.unsupportedFilters.join(', ') });
+        }
+        const ref = pickBackend(choice.rule.backends, this.#in.random);
+        backend = ref === undefined ? undefined : this.#in.state.serviceByName(ref.namespace, ref.name);
+        if (ref === undefined || backend === undefined) {
+          return reply(500, 'no valid backend\n', { route: routeName, reason: ref === undefined ? 'all backend weights are 0' : `backend Service ${ref.namespace}/${ref.name} not found` });
+        }
+        backendPort = ref.port ?? hbone.dst.port;
+        modifier = choice.rule.requestHeaders;
+      }
+    }
+    const chosen = this.#endpoint(backend, backendPort, t.workload);
+    if ('error' in chosen) return reply(503, 'no healthy upstream\n', { route: routeName, backend: backend?.uid, reason: chosen.error });
+    const extra = { route: routeName, backend: backend?.uid, endpoint: chosen.endpoint };
+
+    const headers: http.OutgoingHttpHeaders = { host };
+    for (const [k, v] of Object.entries(req.headers)) if (!k.startsWith(':') && !HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
+    headers['x-forwarded-for'] = typeof xff === 'string' ? `${xff}, ${hbone.src.ip}` : hbone.src.ip;
+    headers['x-forwarded-proto'] = 'http';
+    if (modifier !== undefined) {
+      for (const h of modifier.set) headers[h.name.toLowerCase()] = h.value;
+      for (const h of modifier.add) {
+        const prev = headers[h.name.toLowerCase()];
+        headers[h.name.toLowerCase()] = prev === undefined ? h.value : `${String(prev)},${h.value}`;
+      }
+      for (const name of modifier.remove) delete headers[name.toLowerCase()];
+    }
+    const upstream = http.request({
+      method: info.method,
+      path: req.url ?? '/',
+      headers,
+      setHost: false,
+      agent: this.#in.upstreams.agentFor(chosen.endpoint, chosen.port),
+    });
+    upstream.on('response', (ur) => {
+      const out: http.OutgoingHttpHeaders = {};
+      for (const [k, v] of Object.entries(ur.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
+      res.writeHead(ur.statusCode ?? 502, out);
+      ur.pipe(res as NodeJS.WritableStream);
+      ur.once('end', () => done(ur.statusCode ?? 502, extra));
+      ur.once('error', () => res.destroy());
+    });
+    upstream.on('error', (err) => {
+      if (!res.headersSent) reply(503, 'upstream connect error\n', { ...extra, reason: err.message });
+      else {
+        res.destroy();
+        done(502, { ...extra, reason: err.message });
+      }
+    });
+    req.on('error', () => upstream.destroy());
+    (req as NodeJS.ReadableStream).pipe(upstream);
+  }
+
+  /** An endpoint of service (port mapped to its target port), or the addressed workload itself. */
+  #endpoint(service: Service | undefined, port: number, workload: Workload | undefined): { endpoint: Workload; port: number } | { error: string } {
+    if (service === undefined) return workload === undefined ? { error: 'no destination' } : { endpoint: workload, port };
+    const sp = service.ports.find((p) => p.port === port);
+    if (sp === undefined) return { error: `service ${service.uid} has no port ${port}` };
+    const candidates = this.#in.state.endpointsOf(service).flatMap((w) => {
+      const target = typeof sp.targetPort === 'number' ? sp.targetPort : w.namedPorts[sp.targetPort];
+      return target === undefined ? [] : [{ endpoint: w, port: target }];
+    });
+    if (candidates.length === 0) return { error: `service ${service.uid} has no endpoints` };
+    return candidates[Math.floor((this.#in.random ?? Math.random)() * candidates.length)] ?? { error: 'no endpoint' };
+  }
+
+  #report(t: Target, backend: string | undefined, endpoint: Workload | undefined, status: number, durationMs: number): void {
+    const m = this.#in.telemetry.metrics;
+    if (m === undefined) return;
+    const labels = {
+      ...connectionLabels(
+        {
+          direction: 'inbound',
+          reporter: 'waypoint',
+          srcWorkload: t.srcWorkload,
+          srcIdentity: t.hbone.peerIdentity,
+          dstWorkload: endpoint,
+          dstIdentity: endpoint?.identity,
+          dstService: backend,
+          mtls: true,
+        },
+        undefined,
+      ),
+      request_protocol: 'http',
+      response_code: String(status),
+    };
+    m.requests.inc(labels);
+    m.requestDuration.observe(labels, durationMs);
+  }
+
+  get openConnections(): number {
+    return this.#open.size;
+  }
+
+  destroy(): void {
+    for (const s of this.#open) s.destroy();
+    this.#http1.close();
+  }
+}
+

@@ -1,0 +1,95 @@
+// How the waypoint reaches an endpoint: HBONE with its own identity to a captured pod, plain TCP to a pod
+// outside the mesh; and a keep-alive http.Agent per endpoint so HTTP requests reuse those streams.
+import http from 'node:http';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { formatAddress, newTraceparent, type SocketAddress } from '../hbone/headers.js';
+import type { HbonePool } from '../hbone/pool.js';
+import type { Workload } from '../model/types.js';
+import { connectSocket } from '../proxy/sockets.js';
+
+export interface UpstreamOptions {
+  readonly identity: string;
+  readonly pool: HbonePool;
+  readonly hbonePort: number;
+  readonly connectTimeoutMs: number;
+}
+
+export class Upstreams {
+  readonly #opts: UpstreamOptions;
+  readonly #agents = new Map<string, http.Agent>();
+
+  constructor(opts: UpstreamOptions) {
+    this.#opts = opts;
+  }
+
+  /** A connection to endpoint:port; forwardedFor names the original client on the HBONE request. */
+  async open(endpoint: Workload, port: number, forwardedFor?: SocketAddress): Promise<Duplex> {
+    const { pool, identity, hbonePort, connectTimeoutMs } = this.#opts;
+    const target = { ip: endpoint.ip, port };
+    const signal = AbortSignal.timeout(connectTimeoutMs);
+    if (!endpoint.captured) return connectSocket(net.connect({ host: target.ip, port, allowHalfOpen: true, noDelay: true }), target, signal);
+    return pool.connect({
+      key: { srcIdentity: identity, dstIdentities: [endpoint.identity], nextHop: { ip: endpoint.ip, port: hbonePort }, srcIp: undefined },
+      authority: formatAddress(target),
+      headers: {
+        ...(forwardedFor === undefined ? {} : { forwarded: `for="${formatAddress(forwardedFor)}"` }),
+        traceparent: newTraceparent(),
+      },
+      signal,
+    });
+  }
+
+  /** Keep-alive agent whose connections are opened by open(); one per endpoint address. */
+  agentFor(endpoint: Workload, port: number): http.Agent {
+    const key = `${endpoint.identity}|${endpoint.captured ? 'hbone' : 'tcp'}|${formatAddress({ ip: endpoint.ip, port })}`;
+    let agent = this.#agents.get(key);
+    if (agent === undefined) {
+      agent = new http.Agent({ keepAlive: true, maxSockets: 100, maxFreeSockets: 16 });
+      const createConnection = (_opts: unknown, done: (err: Error | null, socket?: Duplex) => void): undefined => {
+        this.open(endpoint, port).then(
+          (s) => done(null, asAgentSocket(s)),
+          (err: Error) => done(err),
+        );
+        return undefined;
+      };
+      Object.assign(agent, { createConnection });
+      this.#agents.set(key, agent);
+    }
+    return agent;
+  }
+
+  close(): void {
+    for (const a of this.#agents.values()) a.destroy();
+    this.#agents.clear();
+  }
+}
+
+/**
+ * http.Agent and ClientRequest call a few net.Socket methods on their sockets; an HTTP/2 stream has no
+ * keep-alive, Nagle or event-loop ref of its own (its session has), so those are no-ops here.
+ */
+function asAgentSocket(s: Duplex): Duplex {
+  bufferStringWrites(s);
+  const o = s as Duplex & Record<string, unknown>;
+  for (const name of ['setKeepAlive', 'setNoDelay', 'ref', 'unref']) {
+    if (typeof o[name] !== 'function') o[name] = () => s;
+  }
+  return s;
+}
+
+type WriteCallback = (err?: Error | null) => void;
+
+/**
+ * Node's HTTP code writes strings (headers) and Buffers (bodies) to its socket, corked together. On an
+ * HTTP/2 stream that mix goes out corrupted (the first bytes of the header are overwritten; Node 20), so
+ * strings are turned into Buffers before they reach the stream. onBytes counts what is written.
+ */
+export function bufferStringWrites(stream: Duplex, onBytes?: (n: number) => void): void {
+  const write = stream.write.bind(stream) as (chunk: Buffer, cb?: WriteCallback) => boolean;
+  stream.write = ((chunk: Buffer | string, encoding?: BufferEncoding | WriteCallback, cb?: WriteCallback) => {
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk, typeof encoding === 'string' ? encoding : 'utf8') : chunk;
+    onBytes?.(buf.length);
+    return write(buf, typeof encoding === 'function' ? encoding : cb);
+  }) as typeof stream.write;
+}

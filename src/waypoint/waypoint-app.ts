@@ -1,0 +1,161 @@
+// Wires the built-in waypoint: state (manifests or informers), its own SVID, HBONE server on 15008 with
+// that SVID, the L7 proxy, HBONE client pool for endpoints, metrics and readiness.
+import type net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
+import type { Logger } from 'pino';
+import { startMetricsServer, startReadinessServer } from '../admin/servers.js';
+import type { WaypointConfig } from '../config/waypoint-config.js';
+import { DEFAULT_TIMEOUTS, type HboneTimeouts } from '../hbone/constants.js';
+import { HbonePool } from '../hbone/pool.js';
+import { HboneServer } from '../hbone/server.js';
+import { CertManager } from '../identity/cert-manager.js';
+import { certificateSource } from '../identity/source.js';
+import { identityToString } from '../model/identity.js';
+import { State } from '../model/state.js';
+import { PlainSocketFactory } from '../proxy/sockets.js';
+import type { KubeSource } from '../sources/kube.js';
+import { ManifestSource } from '../sources/manifests.js';
+import { Metrics } from '../telemetry/metrics.js';
+import { WaypointPolicies } from './policies.js';
+import { WaypointProxy } from './proxy.js';
+import { routeProblems } from './routing.js';
+import { Upstreams } from './upstream.js';
+
+export interface WaypointDeps {
+  readonly timeouts?: Partial<HboneTimeouts>;
+  /** Source of randomness for weighted backends and endpoints (tests make it deterministic). */
+  readonly random?: () => number;
+}
+
+export class WaypointApp {
+  readonly config: WaypointConfig;
+  readonly identity: string;
+  readonly state = new State();
+  readonly metrics: Metrics;
+  readonly certs: CertManager;
+  readonly proxy: WaypointProxy;
+  readonly #logger: Logger;
+  readonly #pool: HbonePool;
+  readonly #hbone: HboneServer;
+  readonly #upstreams: Upstreams;
+  readonly #source: ManifestSource | KubeSource;
+  readonly #sockets = new PlainSocketFactory();
+  readonly #accepted = new Set<net.Socket>();
+  readonly #servers: (net.Server | http.Server)[] = [];
+  readonly #reported = new Map<string, string>();
+  #listener: net.Server | undefined;
+  /** Connections to endpoints leave from the listen address when it is a specific one (its pod IP). */
+  get #sourceIp(): string | undefined {
+    const host = this.config.listen.host;
+    return host === '0.0.0.0' || host === '::' ? undefined : host;
+  }
+
+  #addresses: { hbone?: AddressInfo; metrics?: AddressInfo; readiness?: AddressInfo } = {};
+
+  private constructor(config: WaypointConfig, logger: Logger, certs: CertManager, kube: typeof KubeSource | undefined, timeouts: HboneTimeouts, random: (() => number) | undefined) {
+    this.config = config;
+    this.#logger = logger;
+    this.identity = identityToString({ trustDomain: config.trustDomain, namespace: config.namespace, serviceAccount: config.serviceAccount });
+    this.certs = certs;
+    const uid = `${config.namespace}/${config.name}`;
+    this.#pool = new HbonePool({ certs, dial: (dst, _src, signal) => this.#sockets.connect(dst, this.#sourceIp, signal), logger: logger.child({ component: 'pool' }), timeouts });
+    this.metrics = new Metrics({ pool: () => this.#pool.stats, certificates: () => certs.snapshot() });
+    this.#upstreams = new Upstreams({ identity: this.identity, pool: this.#pool, hbonePort: config.hbonePort, connectTimeoutMs: config.connectTimeoutMs });
+    this.proxy = new WaypointProxy({
+      waypoint: { uid, name: config.name, namespace: config.namespace },
+      state: this.state,
+      policies: new WaypointPolicies({ state: this.state, rootNamespace: config.rootNamespace, waypoint: { name: config.name, namespace: config.namespace }, logger: logger.child({ component: 'authz' }) }),
+      upstreams: this.#upstreams,
+      telemetry: { node: uid, logger: logger.child({ component: 'access' }), metrics: this.metrics, flows: undefined },
+      logger: logger.child({ component: 'proxy' }),
+      ...(random === undefined ? {} : { random }),
+    });
+    this.#hbone = new HboneServer({
+      certs,
+      trustDomain: config.trustDomain,
+      logger: logger.child({ component: 'hbone' }),
+      timeouts,
+      identityFor: () => this.identity,
+      authorityIsAddressed: false,
+      onRequest: (req) => this.proxy.handle(req),
+    });
+    const child = logger.child({ component: config.kube === undefined ? 'manifests' : 'kube' });
+    this.#source =
+      config.kube !== undefined && kube !== undefined
+        ? new kube({ state: this.state, trustDomain: config.trustDomain, logger: child, kubeconfig: config.kube.kubeconfig })
+        : new ManifestSource({ path: config.manifests ?? '', state: this.state, trustDomain: config.trustDomain, logger: child });
+  }
+
+  static async start(config: WaypointConfig, logger: Logger, deps: WaypointDeps = {}): Promise<WaypointApp> {
+    const kube = config.kube === undefined ? undefined : (await import('../sources/kube.js')).KubeSource;
+    const certs = new CertManager(await certificateSource(config.ca, config.trustDomain, config.certTtlMs), logger.child({ component: 'certs' }));
+    const app = new WaypointApp(config, logger, certs, kube, { ...DEFAULT_TIMEOUTS, ...deps.timeouts }, deps.random);
+    await app.#start();
+    return app;
+  }
+
+  async #start(): Promise<void> {
+    const c = this.config;
+    const metrics = await startMetricsServer(c.metricsAddress, this.metrics);
+    const readiness = await startReadinessServer(c.readinessAddress, () => this.pending());
+    this.#servers.push(metrics.server, readiness.server);
+    this.#addresses = { metrics: metrics.address, readiness: readiness.address };
+    this.state.on('change', () => this.#onStateChange());
+    await this.#source.start();
+    this.certs.track([this.identity]);
+    await this.certs.get(this.identity).catch((err: Error) => this.#logger.error({ err: err.message, identity: this.identity }, 'no certificate yet; retrying'));
+    this.#listener = await this.#sockets.listen({ ...c.listen, pauseOnConnect: true }, (s) => {
+      this.#accepted.add(s);
+      s.once('close', () => this.#accepted.delete(s));
+      void this.#hbone.accept(s);
+    });
+    this.#addresses.hbone = this.#listener.address() as AddressInfo;
+    this.#logger.info({ waypoint: `${c.namespace}/${c.name}`, identity: this.identity, hbone: `${c.listen.host}:${this.#addresses.hbone.port}` }, 'waypoint ready');
+  }
+
+  get addresses(): Readonly<{ hbone?: AddressInfo; metrics?: AddressInfo; readiness?: AddressInfo }> {
+    return this.#addresses;
+  }
+
+  /** What readiness waits for: state, the Gateway itself, the certificate, the listener. */
+  pending(): string[] {
+    const out: string[] = [];
+    if (!this.state.loaded) out.push('state: not loaded');
+    else if (this.state.waypoint(`${this.config.namespace}/${this.config.name}`) === undefined) {
+      out.push(`gateway: no Gateway ${this.config.namespace}/${this.config.name} of class istio-waypoint`);
+    }
+    if (this.certs.peek(this.identity) === undefined) out.push(`certificate: ${this.identity}`);
+    if (this.#listener === undefined) out.push('listener: not up yet');
+    return out;
+  }
+
+  /** Route problems (bad patterns, unsupported filters) are logged once per route version. */
+  #onStateChange(): void {
+    for (const route of this.state.httpRoutes) {
+      const problems = routeProblems(route);
+      const version = problems.join('\n');
+      if (this.#reported.get(route.uid) === version) continue;
+      this.#reported.set(route.uid, version);
+      for (const p of problems) this.#logger.error({ route: route.uid, file: route.origin }, `HTTPRoute ${route.uid} in ${route.origin}: ${p}`);
+    }
+  }
+
+  async close(deadlineMs = this.config.drainMs): Promise<void> {
+    this.#listener?.close();
+    await this.#source.close();
+    this.#hbone.close();
+    const deadline = Date.now() + deadlineMs;
+    while (this.#accepted.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    for (const s of this.#accepted) s.destroy();
+    this.proxy.destroy();
+    this.#hbone.destroy();
+    this.#upstreams.close();
+    this.#pool.destroy();
+    this.certs.close();
+    for (const s of this.#servers) {
+      s.close();
+      if ('closeAllConnections' in s) s.closeAllConnections();
+    }
+  }
+}

@@ -1,0 +1,78 @@
+// The lab is one per machine (fixed state directory and namespace names): test files that build it take
+// this lock first, so tap's parallel jobs run them one after another.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { Test } from 'tap';
+import { labDown, labNetns, labUp, readLabState, type LabState } from '../../src/lab/lab.js';
+
+/** Why lab tests cannot run here, if they cannot. */
+export const labSkipReason: string | undefined =
+  process.getuid?.() !== 0
+    ? 'needs root for network namespaces and eBPF (CI runs as root)'
+    : spawnSync('nsenter', ['--version']).status !== 0
+      ? 'needs nsenter (util-linux)'
+      : undefined;
+
+export async function waitFor(what: string, pred: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Prometheus text from 127.0.0.1:15020 inside a lab network namespace (a node's daemon, or a waypoint's pod). */
+export function metricsIn(netns: string): string {
+  const script = "fetch('http://127.0.0.1:15020/metrics').then(r=>r.text()).then(t=>process.stdout.write(t))";
+  return spawnSync('nsenter', [`--net=/run/netns/${netns}`, process.execPath, '-e', script], { encoding: 'utf8' }).stdout;
+}
+
+/** JSON lines of a daemon's log file. */
+export function logLines(file: string): Record<string, unknown>[] {
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+const LOCK = '/run/ztunnel-ts-lab.test-lock';
+
+function holderAlive(): boolean {
+  try {
+    process.kill(Number(readFileSync(`${LOCK}/pid`, 'utf8')), 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Takes the lab, builds it from manifests, and tears it down and frees it when the test ends. */
+export async function exclusiveLab(t: Test, manifests: string): Promise<LabState> {
+  const release = await acquireLab();
+  if (labNetns().length > 0 || readLabState() !== undefined) await labDown();
+  t.teardown(async () => {
+    await labDown();
+    release();
+  });
+  return labUp(manifests);
+}
+
+/** Waits for the lab to be free; returns the release function. A holder that died loses the lock. */
+async function acquireLab(timeoutMs = 600_000): Promise<() => void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      mkdirSync(LOCK);
+      writeFileSync(`${LOCK}/pid`, String(process.pid));
+      return () => rmSync(LOCK, { recursive: true, force: true });
+    } catch {
+      // Held: by a live test file, or left by a dead one (the pid file may not be written yet).
+      await new Promise((r) => setTimeout(r, 200));
+      if (!holderAlive()) {
+        await new Promise((r) => setTimeout(r, 500));
+        if (!holderAlive()) rmSync(LOCK, { recursive: true, force: true });
+      }
+    }
+    if (Date.now() > deadline) throw new Error(`the lab stayed busy for ${timeoutMs} ms (${LOCK})`);
+  }
+}

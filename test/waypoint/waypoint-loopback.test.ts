@@ -1,0 +1,168 @@
+// The waypoint between two real daemons on loopback: HBONE in with the VIP as :authority, HTTPRoute
+// weighted split and path match, L7 DENY, HBONE out with the waypoint's identity, and a destination that
+// only admits the waypoint.
+import type http from 'node:http';
+import t from 'tap';
+import { waypointConfigFromFlags } from '../../src/config/waypoint-config.js';
+import { WaypointApp } from '../../src/waypoint/waypoint-app.js';
+import { agentVia, request, startNamedHttp } from '../helpers/http-via.js';
+import { podIp, quietLogger, socksConnect, startMesh } from '../helpers/loopback.js';
+
+const plan = { net: 217 };
+const WAYPOINT_IP = podIp(plan, 2, 50);
+const REVIEWS_VIP = '10.96.217.20';
+
+const extra = `---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: waypoint, namespace: app }
+spec: { gatewayClassName: istio-waypoint, listeners: [{ name: mesh, port: 15008, protocol: HBONE }] }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: waypoint-0, namespace: app, labels: { gateway.networking.k8s.io/gateway-name: waypoint } }
+spec: { nodeName: node-2, serviceAccountName: waypoint }
+status: { podIP: ${WAYPOINT_IP} }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: reviews-v1, namespace: app, labels: { app: reviews, version: v1 } }
+spec: { nodeName: node-2, serviceAccountName: reviews, containers: [{ name: main, ports: [{ name: http, containerPort: 9080 }] }] }
+status: { podIP: ${podIp(plan, 2, 11)} }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: reviews-v2, namespace: app, labels: { app: reviews, version: v2 } }
+spec: { nodeName: node-1, serviceAccountName: reviews, containers: [{ name: main, ports: [{ name: http, containerPort: 9080 }] }] }
+status: { podIP: ${podIp(plan, 1, 12)} }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: reviews, namespace: app, labels: { istio.io/use-waypoint: waypoint } }
+spec: { clusterIP: ${REVIEWS_VIP}, selector: { app: reviews }, ports: [{ name: http, port: 9080, targetPort: http }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: reviews-v1, namespace: app }
+spec: { clusterIP: 10.96.217.21, selector: { app: reviews, version: v1 }, ports: [{ name: http, port: 9080, targetPort: http }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: reviews-v2, namespace: app }
+spec: { clusterIP: 10.96.217.22, selector: { app: reviews, version: v2 }, ports: [{ name: http, port: 9080, targetPort: http }] }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: reviews, namespace: app }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: reviews, port: 9080 }]
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: /beta } }]
+      backendRefs: [{ name: reviews-v2, port: 9080 }]
+    - backendRefs:
+        - { name: reviews-v1, port: 9080, weight: 90 }
+        - { name: reviews-v2, port: 9080, weight: 10 }
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: no-admin-writes, namespace: app }
+spec:
+  targetRefs: [{ group: "", kind: Service, name: reviews }]
+  action: DENY
+  rules: [{ to: [{ operation: { methods: [POST], paths: [/admin*] } }] }]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: reviews-only-via-waypoint, namespace: app }
+spec:
+  selector: { matchLabels: { app: reviews } }
+  action: ALLOW
+  rules: [{ from: [{ source: { principals: [cluster.local/ns/app/sa/waypoint] } }] }]
+`;
+
+/** A deterministic xorshift PRNG, so the split below is exact for this seed. */
+function seeded(seed: number): () => number {
+  let x = seed;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 2 ** 32;
+  };
+}
+
+t.test('a service with a waypoint: canary split, path route, L7 deny, waypoint-only destination', async (t) => {
+  const logs: Record<string, unknown>[] = [];
+  const mesh = await startMesh(plan, { extra });
+  t.teardown(() => mesh.close());
+  const servers: http.Server[] = [await startNamedHttp(podIp(plan, 2, 11), 9080, 'v1'), await startNamedHttp(podIp(plan, 1, 12), 9080, 'v2')];
+  t.teardown(() => servers.forEach((s) => s.close()));
+  const { pino } = await import('pino');
+  const waypoint = await WaypointApp.start(
+    waypointConfigFromFlags({
+      name: 'waypoint',
+      namespace: 'app',
+      manifests: mesh.manifestFile,
+      caDir: `${mesh.dir}/ca`,
+      listen: `${WAYPOINT_IP}:15008`,
+      metrics: '127.0.0.1:0',
+      readiness: '127.0.0.1:0',
+      drainSeconds: 1,
+    }),
+    pino({ level: 'info' }, { write: (l: string) => logs.push(JSON.parse(l) as Record<string, unknown>) }),
+    { random: seeded(42) },
+  );
+  t.teardown(() => waypoint.close(200));
+  t.same(waypoint.pending(), [], 'the waypoint is ready');
+  t.equal(waypoint.identity, 'spiffe://cluster.local/ns/app/sa/waypoint');
+
+  const client = podIp(plan, 1, 1);
+  const agent = agentVia(() => socksConnect(mesh.node1, client, REVIEWS_VIP, 9080));
+  t.teardown(() => agent.destroy());
+  const host = `reviews.app.svc.cluster.local:9080`;
+
+  const counts: Record<string, number> = {};
+  for (let i = 0; i < 1000; i++) {
+    const r = await request(agent, { host, path: `/reviews/${i}` });
+    const name = (JSON.parse(r.body) as { name: string }).name;
+    counts[name] = (counts[name] ?? 0) + 1;
+  }
+  t.ok((counts['v1'] ?? 0) >= 870 && (counts['v1'] ?? 0) <= 930, `90/10 split within ±3 points: ${JSON.stringify(counts)}`);
+
+  const first = JSON.parse((await request(agent, { host, path: '/reviews/x' })).body) as { peer: string; xff: string };
+  t.equal(first.peer, WAYPOINT_IP, 'the pod sees the waypoint as its peer');
+  t.match(first.xff, client, 'and the client in X-Forwarded-For');
+
+  for (let i = 0; i < 20; i++) {
+    const r = JSON.parse((await request(agent, { host, path: '/beta/feature' })).body) as { name: string };
+    t.equal(r.name, 'v2', 'the /beta prefix always goes to v2');
+    if (r.name !== 'v2') break;
+  }
+
+  const denied = await request(agent, { host, method: 'POST', path: '/admin/users', body: 'x' });
+  t.equal(denied.status, 403, 'POST /admin is denied at L7');
+  t.equal(denied.body, 'RBAC: access denied\n');
+  t.equal((await request(agent, { host, method: 'GET', path: '/admin/users' })).status, 200, 'GET /admin is allowed');
+  const post = await request(agent, { host, method: 'POST', path: '/orders', body: 'x' });
+  t.equal(post.status, 200, `POST elsewhere is allowed: ${post.status} ${post.body} ${JSON.stringify(logs.filter((l) => l['msg'] === 'request failed').slice(-2))}`);
+
+  // Straight to a reviews pod, around the waypoint: the pod admits only the waypoint's identity.
+  await t.rejects(
+    (async () => {
+      const direct = agentVia(() => socksConnect(mesh.node1, client, podIp(plan, 2, 11), 9080));
+      try {
+        await request(direct, { host, path: '/' });
+      } finally {
+        direct.destroy();
+      }
+    })(),
+    'a client going around the waypoint is refused by the destination',
+  );
+
+  const metrics = await (await fetch(`http://127.0.0.1:${waypoint.addresses.metrics?.port ?? 0}/metrics`)).text();
+  t.match(metrics, /istio_requests_total\{reporter="waypoint",source_workload="client",[^}]*destination_service="reviews-v1\.app\.svc\.cluster\.local"[^}]*response_code="200"\} \d+/, 'requests counted by the waypoint, with the backend service');
+  t.match(metrics, /istio_requests_total\{reporter="waypoint"[^}]*response_code="403"\} 1\n/, 'the denied request is counted with 403');
+  t.match(metrics, /istio_tcp_connections_opened_total\{reporter="waypoint"/, 'connections counted with reporter waypoint');
+  const deniedLog = logs.find((l) => l['msg'] === 'request failed' && l['response_code'] === 403);
+  t.match(deniedLog, { reporter: 'waypoint', method: 'POST', path: '/admin/users', 'src.identity': 'spiffe://cluster.local/ns/app/sa/client' }, 'the denial is in the access log with the client identity');
+});
