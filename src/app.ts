@@ -22,7 +22,7 @@ import { unmapIPv4 } from './hbone/server.js';
 import { handleSocksConnection } from './proxy/socks5.js';
 import { ManifestSource } from './sources/manifests.js';
 import type { KubeSource } from './sources/kube.js';
-import { LOG_LEVELS, startAdminServer, startMetricsServer, startReadinessServer } from './admin/servers.js';
+import { logLevelSetter, startAdminServer, startMetricsServer, startReadinessServer } from './admin/servers.js';
 import type { Telemetry } from './telemetry/access-log.js';
 import { FlowBus } from './telemetry/flows.js';
 import { Metrics } from './telemetry/metrics.js';
@@ -152,12 +152,7 @@ export class App {
     const c = this.config;
     const admin = await startAdminServer(c.adminAddress, {
       configDump: () => this.configDump(),
-      setLogLevel: (level) => {
-        if (!(LOG_LEVELS as readonly string[]).includes(level)) return false;
-        for (const l of this.#loggers) l.level = level;
-        this.#logger.warn({ level }, 'log level changed');
-        return true;
-      },
+      setLogLevel: logLevelSetter(this.#loggers, this.#logger),
       quit: () => (this.#deps.onQuit ?? (() => void this.drain()))(),
       flows: this.flows,
     });
@@ -192,6 +187,7 @@ export class App {
       config: { ...this.config },
       workloads: snap.workloads,
       services: snap.services.map((s) => ({ ...s, endpoints: this.state.endpointsOf(s).map((w) => w.uid) })),
+      waypoints: snap.waypoints.map((w) => ({ ...w, pods: this.state.waypointPods(w.uid).map((p) => p.uid) })),
       policies: engine?.policies ?? [],
       certificates: this.certs.snapshot().map((c) => ({
         identity: c.identity,

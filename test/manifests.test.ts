@@ -6,9 +6,11 @@ import t from 'tap';
 import { parseAllDocuments } from 'yaml';
 import { translatePolicy } from '../src/authz/translate.js';
 import { configFromFlags } from '../src/config/config.js';
+import { waypointConfigFromFlags } from '../src/config/waypoint-config.js';
+import { WATCHED } from '../src/sources/kube.js';
 
 const root = fileURLToPath(new URL('../../manifests/', import.meta.url));
-type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string }; spec?: Record<string, unknown>; rules?: { resources: string[]; verbs: string[] }[] };
+type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string }; spec?: Record<string, unknown>; rules?: { apiGroups: string[]; resources: string[]; verbs: string[] }[] };
 const docs = (file: string): Obj[] => parseAllDocuments(readFileSync(file, 'utf8')).map((d) => d.toJS() as Obj);
 const install = readdirSync(join(root, 'install')).sort().flatMap((f) => docs(join(root, 'install', f)));
 
@@ -25,16 +27,32 @@ t.test('RBAC is least privilege: reads only, plus tokenreviews create for the CA
   }
 });
 
-t.test('the DaemonSet arguments are a valid daemon configuration', async (t) => {
-  const ds = install.find((o) => o.kind === 'DaemonSet') as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } };
-  const args = ds.spec.template.spec.containers[0]?.args ?? [];
-  t.equal(args[0], 'run');
+t.test('the daemon, the CA and waypoints may read every kind the informers watch', async (t) => {
+  for (const name of ['ztunnel-ts', 'ztunnel-ts-ca', 'ztunnel-ts-waypoint']) {
+    const role = install.find((o) => o.kind === 'ClusterRole' && o.metadata.name === name);
+    for (const w of WATCHED) {
+      const granted = (role?.rules ?? []).some((r) => r.apiGroups.includes(w.group) && r.resources.includes(w.plural) && ['get', 'list', 'watch'].every((v) => r.verbs.includes(v)));
+      t.ok(granted, `${name}: ${w.group === '' ? 'core' : w.group}/${w.plural}`);
+    }
+  }
+});
+
+/** A container's args as the flags object commander would give. */
+function flagsOf(container: { args: string[] }, vars: Record<string, string> = {}): Record<string, unknown> {
   const flags: Record<string, unknown> = {};
-  for (const a of args.slice(1)) {
+  for (const a of container.args.slice(1)) {
     const [k = '', v] = a.replace(/^--/, '').split('=');
     const key = k.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
-    flags[key] = v === undefined ? true : v.replace('$(NODE_NAME)', 'node-1').replace('$(UPLINK)', 'eth0');
+    flags[key] = v === undefined ? true : v.replace(/\$\(([A-Z_]+)\)/g, (_m, name: string) => vars[name] ?? '');
   }
+  return flags;
+}
+
+t.test('the DaemonSet arguments are a valid daemon configuration', async (t) => {
+  const ds = install.find((o) => o.kind === 'DaemonSet') as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } };
+  const container = ds.spec.template.spec.containers[0] ?? { args: [] };
+  t.equal(container.args[0], 'run');
+  const flags = flagsOf(container, { NODE_NAME: 'node-1', UPLINK: 'eth0' });
   const config = configFromFlags({ ...flags, uplink: [flags['uplink']] });
   t.match(config, { nodeName: 'node-1', capture: 'ebpf', kube: { kubeconfig: undefined }, ca: { mode: 'remote', url: 'https://ztunnel-ca.istio-system.svc:15012' } });
 });
@@ -45,4 +63,16 @@ t.test('example policies translate with no warnings', async (t) => {
     t.same(r.warnings, [], o.metadata.name);
     t.ok(r.authorization, `${o.metadata.name} is enforced`);
   }
+});
+
+t.test('the example waypoint Deployment runs a valid waypoint for its Gateway', async (t) => {
+  const objs = docs(join(root, 'examples', 'waypoint', 'cluster.yaml'));
+  const gw = objs.find((o) => o.kind === 'Gateway');
+  const dep = objs.find((o) => o.kind === 'Deployment') as unknown as { spec: { template: { metadata: { labels: Record<string, string> }; spec: { serviceAccountName: string; containers: { args: string[] }[] } } } };
+  const container = dep.spec.template.spec.containers[0] ?? { args: [] };
+  t.equal(container.args[0], 'waypoint');
+  const config = waypointConfigFromFlags(flagsOf(container));
+  t.match(config, { name: gw?.metadata.name, namespace: gw?.metadata.namespace, serviceAccount: dep.spec.template.spec.serviceAccountName, kube: {}, ca: { mode: 'remote' } });
+  t.equal(dep.spec.template.metadata.labels['gateway.networking.k8s.io/gateway-name'], gw?.metadata.name, 'its pods carry the label the daemons find them by');
+  t.equal((gw?.spec as { gatewayClassName?: string }).gatewayClassName, 'istio-waypoint');
 });

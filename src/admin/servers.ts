@@ -1,6 +1,7 @@
 // The daemon's HTTP endpoints: admin (127.0.0.1:15000), metrics (15020) and readiness (15021).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
 import type { FlowBus, FlowEvent } from '../telemetry/flows.js';
 import type { Metrics } from '../telemetry/metrics.js';
 
@@ -15,6 +16,16 @@ export interface AdminHandlers {
 }
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+/** POST /logging for a process: sets every logger it made (pino children keep their own level). */
+export function logLevelSetter(loggers: readonly Logger[], announce: Logger): (level: string) => boolean {
+  return (level) => {
+    if (!(LOG_LEVELS as readonly string[]).includes(level)) return false;
+    for (const l of loggers) l.level = level;
+    announce.warn({ level }, 'log level changed');
+    return true;
+  };
+}
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body, null, 2)}\n`);

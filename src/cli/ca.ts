@@ -95,7 +95,7 @@ export function registerCa(program: Command): void {
     .option('--manifests <path>', 'local mode: the same manifests the daemons read (pods on which node)')
     .option('--kube', 'cluster mode: pods from the API server; daemons authenticate with ServiceAccount tokens (TokenReview)')
     .option('--kubeconfig <file>', 'with --kube: kubeconfig (default: in-cluster)')
-    .option('--allowed-sa <ns/name...>', 'with --kube: service accounts that may request certificates', ['istio-system/ztunnel'])
+    .option('--allowed-sa <ns/name...>', 'with --kube: node daemons\' service accounts (any identity on their node); other pods get only their own', ['istio-system/ztunnel'])
     .option('--dir <dir>', 'CA state directory', 'certs')
     .option('--trust-domain <td>', 'trust domain', 'cluster.local')
     .option('--listen <ip:port>', 'address to serve on', '127.0.0.1:15012')

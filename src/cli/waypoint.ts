@@ -14,13 +14,14 @@ export function registerWaypoint(program: Command): void {
     .option('--service-account <sa>', 'service account of the waypoint pods (default: the Gateway name)');
   addSharedOptions(cmd, 'pod token for --ca-url (ztunnel-ts ca token --pod NAMESPACE/NAME)')
     .option('--listen <ip:port>', 'HBONE listener (a specific IP is also the source of connections to endpoints)', '0.0.0.0:15008')
+    .option('--admin <ip:port>', 'admin endpoint (config_dump, logging, quitquitquit, flows)', '127.0.0.1:15000')
     .option('--metrics <ip:port>', 'Prometheus endpoint', '0.0.0.0:15020')
     .option('--readiness <ip:port>', 'readiness endpoint', '0.0.0.0:15021')
     .action(async (flags: Record<string, unknown>) => {
       const config = waypointConfigFromFlags(flags);
       const logger = createLogger(config.logLevel, config.logFormat);
       let app: WaypointApp | undefined;
-      exitOnSignals(logger, () => app?.close() ?? Promise.resolve());
-      app = await WaypointApp.start(config, logger);
+      const stop = exitOnSignals(logger, () => app?.close() ?? Promise.resolve());
+      app = await WaypointApp.start(config, logger, { onQuit: () => stop('quitquitquit') });
     });
 }

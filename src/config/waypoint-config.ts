@@ -11,6 +11,7 @@ export const waypointFlagsSchema = z
     serviceAccount: k8sName('--service-account').optional(),
     ...sharedFlags,
     listen: address('0.0.0.0:15008'),
+    admin: address('127.0.0.1:15000'),
     metrics: address('0.0.0.0:15020'),
     readiness: address('0.0.0.0:15021'),
   })
@@ -24,6 +25,8 @@ export interface WaypointConfig extends SharedConfig {
   readonly serviceAccount: string;
   /** HBONE (mTLS + HTTP/2 CONNECT). */
   readonly listen: { readonly host: string; readonly port: number };
+  /** /config_dump, /logging, /quitquitquit, /flows. */
+  readonly adminAddress: { readonly host: string; readonly port: number };
   readonly connectTimeoutMs: number;
 }
 
@@ -35,6 +38,7 @@ export function waypointConfigFromFlags(raw: Record<string, unknown>): WaypointC
     namespace: f.namespace,
     serviceAccount: f.serviceAccount ?? f.name,
     listen: f.listen,
+    adminAddress: f.admin,
     connectTimeoutMs: 10_000,
   });
 }

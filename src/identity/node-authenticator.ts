@@ -20,9 +20,10 @@ export interface TokenReviewApi {
 export const CA_AUDIENCE = 'istio-ca';
 
 /**
- * Cluster mode: the daemon's projected ServiceAccount token (audience istio-ca), checked with TokenReview.
- * The token must belong to one of the allowed service accounts and be bound to a pod; that pod's
- * spec.nodeName is the node the daemon may ask identities for.
+ * Cluster mode: a projected ServiceAccount token (audience istio-ca), checked with TokenReview and bound
+ * to a pod. A token of an allowed service account (the node daemons') speaks for the node of its pod: any
+ * identity of that node's pods. Any other token speaks for its own pod only (a waypoint, as istiod
+ * would serve it).
  */
 export function tokenReviewAuthenticator(api: TokenReviewApi, allowedServiceAccounts: readonly string[]): NodeAuthenticator {
   return async (token) => {
@@ -31,13 +32,13 @@ export function tokenReviewAuthenticator(api: TokenReviewApi, allowedServiceAcco
     });
     if (!r.authenticated) throw new IdentityError('CA_UNAUTHENTICATED', `token rejected by the API server${r.error === undefined ? '' : `: ${r.error}`}`);
     const m = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(r.username ?? '');
-    if (m === null || !allowedServiceAccounts.includes(`${m[1] ?? ''}/${m[2] ?? ''}`)) {
-      throw new IdentityError('CA_UNAUTHENTICATED', `${r.username ?? 'unknown user'} may not request workload certificates`);
-    }
+    if (m === null) throw new IdentityError('CA_UNAUTHENTICATED', `${r.username ?? 'unknown user'} is not a service account`);
+    const [namespace, serviceAccount] = [m[1] ?? '', m[2] ?? ''];
     const pod = r.extra?.['authentication.kubernetes.io/pod-name']?.[0];
     if (pod === undefined) throw new IdentityError('CA_UNAUTHENTICATED', 'token is not bound to a pod (use a projected ServiceAccount token)');
-    const node = await api.podNode(m[1] ?? '', pod);
-    if (node === undefined) throw new IdentityError('CA_UNAUTHENTICATED', `pod ${m[1] ?? ''}/${pod} of the token has no node`);
+    if (!allowedServiceAccounts.includes(`${namespace}/${serviceAccount}`)) return { pod: `${namespace}/${pod}` };
+    const node = await api.podNode(namespace, pod);
+    if (node === undefined) throw new IdentityError('CA_UNAUTHENTICATED', `pod ${namespace}/${pod} of the token has no node`);
     return { node };
   };
 }

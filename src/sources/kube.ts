@@ -25,6 +25,25 @@ interface Resource {
   readonly apiVersion: string;
   readonly path: string;
   readonly list: () => Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>;
+  /** A CRD that may not be installed (Gateway API): a 404 counts as an empty list, retried slowly. */
+  readonly optional?: boolean;
+}
+
+/** Everything the daemon, the CA and the waypoint read (RBAC must grant get/list/watch on each). */
+export const WATCHED: readonly { kind: KnownKind; group: string; version: string; plural: string; optional?: boolean }[] = [
+  { kind: 'Namespace', group: '', version: 'v1', plural: 'namespaces' },
+  { kind: 'Pod', group: '', version: 'v1', plural: 'pods' },
+  { kind: 'Service', group: '', version: 'v1', plural: 'services' },
+  { kind: 'Node', group: '', version: 'v1', plural: 'nodes' },
+  { kind: 'EndpointSlice', group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices' },
+  { kind: 'AuthorizationPolicy', group: 'security.istio.io', version: 'v1', plural: 'authorizationpolicies' },
+  { kind: 'Gateway', group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gateways', optional: true },
+  { kind: 'HTTPRoute', group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes', optional: true },
+];
+
+function isNotFound(err: unknown): boolean {
+  const e = err as { code?: unknown; statusCode?: unknown; response?: { statusCode?: unknown } } | undefined;
+  return e?.code === 404 || e?.statusCode === 404 || e?.response?.statusCode === 404;
 }
 
 export function loadKubeConfig(file: string | undefined): k8s.KubeConfig {
@@ -55,27 +74,24 @@ export class KubeSource {
   #resources(): Resource[] {
     const core = this.#kc.makeApiClient(k8s.CoreV1Api);
     const custom = this.#kc.makeApiClient(k8s.CustomObjectsApi);
-    const discovery = this.#kc.makeApiClient(k8s.DiscoveryV1Api);
-    const asList = (p: Promise<unknown>): Promise<k8s.KubernetesListObject<k8s.KubernetesObject>> => p as Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>;
-    return [
-      { kind: 'Namespace', apiVersion: 'v1', path: '/api/v1/namespaces', list: () => asList(core.listNamespace()) },
-      { kind: 'Pod', apiVersion: 'v1', path: '/api/v1/pods', list: () => asList(core.listPodForAllNamespaces()) },
-      { kind: 'Service', apiVersion: 'v1', path: '/api/v1/services', list: () => asList(core.listServiceForAllNamespaces()) },
-      { kind: 'Node', apiVersion: 'v1', path: '/api/v1/nodes', list: () => asList(core.listNode()) },
-      {
-        kind: 'EndpointSlice',
-        apiVersion: 'discovery.k8s.io/v1',
-        path: '/apis/discovery.k8s.io/v1/endpointslices',
-        list: () => asList(discovery.listEndpointSliceForAllNamespaces()),
-      },
-      {
-        kind: 'AuthorizationPolicy',
-        apiVersion: 'security.istio.io/v1',
-        path: '/apis/security.istio.io/v1/authorizationpolicies',
-        list: () => asList(custom.listClusterCustomObject({ group: 'security.istio.io', version: 'v1', plural: 'authorizationpolicies' })),
-      },
-    ];
+    const coreList: Record<string, () => Promise<unknown>> = {
+      namespaces: () => core.listNamespace(),
+      pods: () => core.listPodForAllNamespaces(),
+      services: () => core.listServiceForAllNamespaces(),
+      nodes: () => core.listNode(),
+    };
+    return WATCHED.map((w) => ({
+      kind: w.kind,
+      apiVersion: w.group === '' ? w.version : `${w.group}/${w.version}`,
+      path: w.group === '' ? `/api/${w.version}/${w.plural}` : `/apis/${w.group}/${w.version}/${w.plural}`,
+      list: () =>
+        (w.group === '' ? (coreList[w.plural] ?? (() => Promise.reject(new Error(`no list for ${w.plural}`))))() : custom.listClusterCustomObject({ group: w.group, version: w.version, plural: w.plural })) as Promise<
+          k8s.KubernetesListObject<k8s.KubernetesObject>
+        >,
+      ...(w.optional === true ? { optional: true } : {}),
+    }));
   }
+
 
   /** True once every kind has been listed at least once. */
   get synced(): boolean {
@@ -121,8 +137,18 @@ export class KubeSource {
     if (this.#closed) return;
     const retry = this.#retries.get(kind) ?? { delay: RETRY_MIN_MS / 2, timer: undefined };
     if (retry.timer !== undefined) return;
-    retry.delay = Math.min(RETRY_MAX_MS, retry.delay * 2);
-    this.#opts.logger.warn({ kind, err: (err as Error).message ?? String(err), retryInMs: retry.delay }, 'kubernetes watch failed; keeping the last state');
+    const absentCrd = this.#resourceList.find((r) => r.kind === kind)?.optional === true && isNotFound(err);
+    retry.delay = absentCrd ? RETRY_MAX_MS : Math.min(RETRY_MAX_MS, retry.delay * 2);
+    if (absentCrd) {
+      // Without the Gateway API CRDs there are no waypoints: serve everything else, look again later.
+      if (!this.#synced.has(kind)) {
+        this.#synced.add(kind);
+        this.#opts.logger.info({ kind, retryInMs: retry.delay }, `${kind} is not served by the API server (Gateway API CRDs not installed): no waypoints until it is`);
+        this.#schedule();
+      }
+    } else {
+      this.#opts.logger.warn({ kind, err: (err as Error).message ?? String(err), retryInMs: retry.delay }, 'kubernetes watch failed; keeping the last state');
+    }
     retry.timer = setTimeout(() => {
       retry.timer = undefined;
       void this.#startInformer(kind);

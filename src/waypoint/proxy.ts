@@ -63,6 +63,12 @@ export class WaypointProxy {
       if (t === undefined) res.writeHead(500).end();
       else this.#onRequest(t, req, res);
     });
+    // Whatever a client sends, it costs only its own connection: a 400 when it can still be told.
+    this.#http1.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
+      inputs.logger.debug({ err: err.message, code: err.code }, 'bad HTTP request from a client');
+      if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      else socket.destroy();
+    });
   }
 
   /** Serves one HBONE CONNECT addressed to the waypoint. */
@@ -96,7 +102,11 @@ export class WaypointProxy {
     this.#open.add(hbone.stream);
     hbone.stream.once('close', () => this.#open.delete(hbone.stream));
     const declared = declaredProtocol(port);
-    const protocol: Promise<AppProtocol> = declared === undefined ? sniff(hbone.stream) : Promise.resolve(declared === 'http' ? 'http1' : declared);
+    // Like Envoy's HTTP codec "auto", a port declared http still speaks either HTTP/1.1 or h2c.
+    const protocol: Promise<AppProtocol> =
+      declared === 'tcp' || declared === 'h2c'
+        ? Promise.resolve(declared)
+        : sniff(hbone.stream).then((p) => (declared === 'http' && p === 'tcp' ? 'http1' : p));
     void protocol.then((p) => {
       if (hbone.stream.destroyed) return record.record({ clientToServer: 0, serverToClient: 0 });
       if (p === 'tcp') return this.#serveTcp(target, record);

@@ -72,11 +72,16 @@ export function matchHttp(m: HttpRouteMatch, req: RequestInfo): boolean {
   return true;
 }
 
-/** Gateway API precedence: exact path, then longest prefix, then method, then most headers, then most query params. */
+/**
+ * Gateway API precedence, with Istio's rank for what the spec leaves open: path Exact, then
+ * RegularExpression, then PathPrefix; a longer path value first; then a method match; then the most
+ * header matches; then the most query parameter matches.
+ */
 function precedence(m: HttpRouteMatch): number[] {
   const p = m.path ?? ROOT_MATCH.path;
-  const kind = p?.type === 'Exact' ? 3 : p?.type === 'PathPrefix' ? 2 : 1;
-  return [kind, p?.type === 'PathPrefix' ? p.value.replace(/\/+$/, '').length : 0, m.method === undefined ? 0 : 1, m.headers.length, m.queryParams.length];
+  const kind = p?.type === 'Exact' ? 3 : p?.type === 'RegularExpression' ? 2 : 1;
+  const length = p?.type === 'PathPrefix' ? p.value.replace(/\/+$/, '').length : (p?.value.length ?? 0);
+  return [kind, length, m.method === undefined ? 0 : 1, m.headers.length, m.queryParams.length];
 }
 
 function compare(a: number[], b: number[]): number {

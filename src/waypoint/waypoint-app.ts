@@ -4,7 +4,7 @@ import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type http from 'node:http';
 import type { Logger } from 'pino';
-import { startMetricsServer, startReadinessServer } from '../admin/servers.js';
+import { logLevelSetter, startAdminServer, startMetricsServer, startReadinessServer } from '../admin/servers.js';
 import type { WaypointConfig } from '../config/waypoint-config.js';
 import { DEFAULT_TIMEOUTS, type HboneTimeouts } from '../hbone/constants.js';
 import { HbonePool } from '../hbone/pool.js';
@@ -16,6 +16,7 @@ import { State } from '../model/state.js';
 import { PlainSocketFactory } from '../proxy/sockets.js';
 import type { KubeSource } from '../sources/kube.js';
 import { ManifestSource } from '../sources/manifests.js';
+import { FlowBus } from '../telemetry/flows.js';
 import { Metrics } from '../telemetry/metrics.js';
 import { WaypointPolicies } from './policies.js';
 import { WaypointProxy } from './proxy.js';
@@ -26,6 +27,8 @@ export interface WaypointDeps {
   readonly timeouts?: Partial<HboneTimeouts>;
   /** Source of randomness for weighted backends and endpoints (tests make it deterministic). */
   readonly random?: () => number;
+  /** Called on POST /quitquitquit (the CLI closes and exits). */
+  readonly onQuit?: () => void;
 }
 
 export class WaypointApp {
@@ -35,7 +38,12 @@ export class WaypointApp {
   readonly metrics: Metrics;
   readonly certs: CertManager;
   readonly proxy: WaypointProxy;
+  readonly flows = new FlowBus();
+  readonly #policies: WaypointPolicies;
   readonly #logger: Logger;
+  /** Every logger made here, so POST /logging changes them all. */
+  readonly #loggers: Logger[] = [];
+  readonly #onQuit: (() => void) | undefined;
   readonly #pool: HbonePool;
   readonly #hbone: HboneServer;
   readonly #upstreams: Upstreams;
@@ -51,56 +59,71 @@ export class WaypointApp {
     return host === '0.0.0.0' || host === '::' ? undefined : host;
   }
 
-  #addresses: { hbone?: AddressInfo; metrics?: AddressInfo; readiness?: AddressInfo } = {};
+  #addresses: { hbone?: AddressInfo; admin?: AddressInfo; metrics?: AddressInfo; readiness?: AddressInfo } = {};
 
-  private constructor(config: WaypointConfig, logger: Logger, certs: CertManager, kube: typeof KubeSource | undefined, timeouts: HboneTimeouts, random: (() => number) | undefined) {
+  private constructor(config: WaypointConfig, logger: Logger, certs: CertManager, kube: typeof KubeSource | undefined, timeouts: HboneTimeouts, deps: WaypointDeps) {
     this.config = config;
     this.#logger = logger;
+    this.#onQuit = deps.onQuit;
+    const random = deps.random;
+    const child = (component: string): Logger => {
+      const l = logger.child({ component });
+      this.#loggers.push(l);
+      return l;
+    };
+    this.#loggers.push(logger);
     this.identity = identityToString({ trustDomain: config.trustDomain, namespace: config.namespace, serviceAccount: config.serviceAccount });
     this.certs = certs;
     const uid = `${config.namespace}/${config.name}`;
-    this.#pool = new HbonePool({ certs, dial: (dst, _src, signal) => this.#sockets.connect(dst, this.#sourceIp, signal), logger: logger.child({ component: 'pool' }), timeouts });
+    this.#pool = new HbonePool({ certs, dial: (dst, _src, signal) => this.#sockets.connect(dst, this.#sourceIp, signal), logger: child('pool'), timeouts });
     this.metrics = new Metrics({ pool: () => this.#pool.stats, certificates: () => certs.snapshot() });
     this.#upstreams = new Upstreams({ identity: this.identity, pool: this.#pool, hbonePort: config.hbonePort, connectTimeoutMs: config.connectTimeoutMs });
+    this.#policies = new WaypointPolicies({ state: this.state, rootNamespace: config.rootNamespace, waypoint: { name: config.name, namespace: config.namespace }, logger: child('authz') });
     this.proxy = new WaypointProxy({
       waypoint: { uid, name: config.name, namespace: config.namespace },
       state: this.state,
-      policies: new WaypointPolicies({ state: this.state, rootNamespace: config.rootNamespace, waypoint: { name: config.name, namespace: config.namespace }, logger: logger.child({ component: 'authz' }) }),
+      policies: this.#policies,
       upstreams: this.#upstreams,
-      telemetry: { node: uid, logger: logger.child({ component: 'access' }), metrics: this.metrics, flows: undefined },
-      logger: logger.child({ component: 'proxy' }),
+      telemetry: { node: uid, logger: child('access'), metrics: this.metrics, flows: this.flows },
+      logger: child('proxy'),
       ...(random === undefined ? {} : { random }),
     });
     this.#hbone = new HboneServer({
       certs,
       trustDomain: config.trustDomain,
-      logger: logger.child({ component: 'hbone' }),
+      logger: child('hbone'),
       timeouts,
       identityFor: () => this.identity,
       authorityIsAddressed: false,
       onRequest: (req) => this.proxy.handle(req),
     });
-    const child = logger.child({ component: config.kube === undefined ? 'manifests' : 'kube' });
+    const sourceLogger = child(config.kube === undefined ? 'manifests' : 'kube');
     this.#source =
       config.kube !== undefined && kube !== undefined
-        ? new kube({ state: this.state, trustDomain: config.trustDomain, logger: child, kubeconfig: config.kube.kubeconfig })
-        : new ManifestSource({ path: config.manifests ?? '', state: this.state, trustDomain: config.trustDomain, logger: child });
+        ? new kube({ state: this.state, trustDomain: config.trustDomain, logger: sourceLogger, kubeconfig: config.kube.kubeconfig })
+        : new ManifestSource({ path: config.manifests ?? '', state: this.state, trustDomain: config.trustDomain, logger: sourceLogger });
   }
 
   static async start(config: WaypointConfig, logger: Logger, deps: WaypointDeps = {}): Promise<WaypointApp> {
     const kube = config.kube === undefined ? undefined : (await import('../sources/kube.js')).KubeSource;
     const certs = new CertManager(await certificateSource(config.ca, config.trustDomain, config.certTtlMs), logger.child({ component: 'certs' }));
-    const app = new WaypointApp(config, logger, certs, kube, { ...DEFAULT_TIMEOUTS, ...deps.timeouts }, deps.random);
+    const app = new WaypointApp(config, logger, certs, kube, { ...DEFAULT_TIMEOUTS, ...deps.timeouts }, deps);
     await app.#start();
     return app;
   }
 
   async #start(): Promise<void> {
     const c = this.config;
+    const admin = await startAdminServer(c.adminAddress, {
+      configDump: () => this.configDump(),
+      setLogLevel: logLevelSetter(this.#loggers, this.#logger),
+      quit: () => (this.#onQuit ?? (() => void this.close()))(),
+      flows: this.flows,
+    });
     const metrics = await startMetricsServer(c.metricsAddress, this.metrics);
     const readiness = await startReadinessServer(c.readinessAddress, () => this.pending());
-    this.#servers.push(metrics.server, readiness.server);
-    this.#addresses = { metrics: metrics.address, readiness: readiness.address };
+    this.#servers.push(admin.server, metrics.server, readiness.server);
+    this.#addresses = { admin: admin.address, metrics: metrics.address, readiness: readiness.address };
     this.state.on('change', () => this.#onStateChange());
     await this.#source.start();
     this.certs.track([this.identity]);
@@ -114,8 +137,29 @@ export class WaypointApp {
     this.#logger.info({ waypoint: `${c.namespace}/${c.name}`, identity: this.identity, hbone: `${c.listen.host}:${this.#addresses.hbone.port}` }, 'waypoint ready');
   }
 
-  get addresses(): Readonly<{ hbone?: AddressInfo; metrics?: AddressInfo; readiness?: AddressInfo }> {
+  get addresses(): Readonly<{ hbone?: AddressInfo; admin?: AddressInfo; metrics?: AddressInfo; readiness?: AddressInfo }> {
     return this.#addresses;
+  }
+
+  /** What this waypoint serves and how: its services, their routes, its policies, its certificate. */
+  configDump(): unknown {
+    const uid = `${this.config.namespace}/${this.config.name}`;
+    const snap = this.state.snapshot;
+    const services = snap.services.filter((s) => s.waypoint === uid);
+    return {
+      waypoint: uid,
+      identity: this.identity,
+      config: { ...this.config },
+      gateway: this.state.waypoint(uid) ?? null,
+      pods: this.state.waypointPods(uid).map((w) => ({ uid: w.uid, ip: w.ip, node: w.node })),
+      services: services.map((s) => ({ uid: s.uid, vip: s.vip, ports: s.ports, routes: snap.httpRoutes.filter((r) => r.parents.some((p) => p.kind === 'Service' && p.namespace === s.namespace && p.name === s.name)).map((r) => r.uid) })),
+      workloads: snap.workloads.filter((w) => w.waypoint === uid).map((w) => w.uid),
+      httpRoutes: snap.httpRoutes.map((r) => ({ ...r, problems: routeProblems(r) })),
+      policies: this.#policies.policies.filter((p) => p.authorization !== undefined || p.error !== undefined),
+      certificates: this.certs.snapshot().map((c) => ({ identity: c.identity, serial: c.serial, notAfter: c.notAfter.toISOString() })),
+      pool: this.#pool.stats,
+      openConnections: this.proxy.openConnections,
+    };
   }
 
   /** What readiness waits for: state, the Gateway itself, the certificate, the listener. */

@@ -19,7 +19,11 @@ const LIST_KINDS: Record<string, string> = {
   '/api/v1/nodes': 'NodeList',
   '/apis/discovery.k8s.io/v1/endpointslices': 'EndpointSliceList',
   '/apis/security.istio.io/v1/authorizationpolicies': 'AuthorizationPolicyList',
+  '/apis/gateway.networking.k8s.io/v1/gateways': 'GatewayList',
+  '/apis/gateway.networking.k8s.io/v1/httproutes': 'HTTPRouteList',
 };
+
+export const GATEWAY_API_PATHS = ['/apis/gateway.networking.k8s.io/v1/gateways', '/apis/gateway.networking.k8s.io/v1/httproutes'];
 
 export class FakeApiServer {
   readonly #server = http.createServer((req, res) => this.#handle(req, res));
@@ -33,6 +37,8 @@ export class FakeApiServer {
   readonly requests: string[] = [];
   /** Tokens TokenReview accepts: token → service account user and the pod it is bound to. */
   readonly tokens = new Map<string, { username: string; namespace: string; pod: string; audiences: string[] }>();
+  /** Paths answered with 404, as for a CRD that is not installed. */
+  readonly unserved = new Set<string>();
 
   async start(host = '127.0.0.1'): Promise<AddressInfo> {
     await new Promise<void>((r) => this.#server.listen(0, host, r));
@@ -140,7 +146,7 @@ export class FakeApiServer {
       else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ apiVersion: 'v1', kind: 'Pod', ...obj }));
       return;
     }
-    if (LIST_KINDS[path] === undefined) {
+    if (LIST_KINDS[path] === undefined || this.unserved.has(path)) {
       res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 404 }));
       return;
     }

@@ -8,7 +8,7 @@ import t from 'tap';
 import { parse } from 'yaml';
 import { App } from '../../src/app.js';
 import { configFromFlags } from '../../src/config/config.js';
-import { FakeApiServer } from '../helpers/fake-apiserver.js';
+import { FakeApiServer, GATEWAY_API_PATHS } from '../helpers/fake-apiserver.js';
 import { writeFileSync } from 'node:fs';
 import { CaServer } from '../../src/identity/ca-server.js';
 import { CertificateAuthority } from '../../src/identity/ca.js';
@@ -26,6 +26,8 @@ const PATHS: Record<string, string> = {
   Service: '/api/v1/services',
   Node: '/api/v1/nodes',
   AuthorizationPolicy: '/apis/security.istio.io/v1/authorizationpolicies',
+  Gateway: '/apis/gateway.networking.k8s.io/v1/gateways',
+  HTTPRoute: '/apis/gateway.networking.k8s.io/v1/httproutes',
 };
 type Obj = { kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> } } & Record<string, unknown>;
 
@@ -185,7 +187,46 @@ t.test('the CA in cluster mode: ServiceAccount tokens via TokenReview, identitie
   };
   t.equal((await client('tok-n1').fetch('spiffe://cluster.local/ns/app/sa/client')).identity, 'spiffe://cluster.local/ns/app/sa/client', 'a pod on the token pod\'s node');
   await t.rejects(client('tok-n1').fetch('spiffe://cluster.local/ns/legacy/sa/default'), { code: 'CA_FORBIDDEN' }, 'no such pod on node-1');
-  await t.rejects(client('tok-app').fetch('spiffe://cluster.local/ns/app/sa/client'), { code: 'CA_UNAUTHENTICATED' }, 'not the ztunnel service account');
+  t.equal((await client('tok-app').fetch('spiffe://cluster.local/ns/app/sa/client')).identity, 'spiffe://cluster.local/ns/app/sa/client', 'another service account: its own pod\'s identity');
+  await t.rejects(client('tok-app').fetch('spiffe://cluster.local/ns/app/sa/echo'), { code: 'CA_FORBIDDEN' }, 'another service account: nothing else, even on its node');
   await t.rejects(client('tok-wrong-aud').fetch('spiffe://cluster.local/ns/app/sa/client'), { code: 'CA_UNAUTHENTICATED' }, 'token for another audience');
   await t.rejects(client('nonsense').fetch('spiffe://cluster.local/ns/app/sa/client'), { code: 'CA_UNAUTHENTICATED' }, 'unknown token');
+});
+
+t.test('Gateway API from the API server: waypoints and routes; without the CRDs the daemon still serves', async (t) => {
+  const api = new FakeApiServer();
+  await api.start('127.216.0.2');
+  t.teardown(() => api.close());
+  for (const p of GATEWAY_API_PATHS) api.unserved.add(p);
+  const objects = meshManifests({ net: 216 }).split(/^---$/m).map((d) => parse(d) as Obj | null).filter((o): o is Obj => o !== null);
+  for (const o of objects) api.upsert(PATHS[o.kind] ?? '', o);
+  const dir = mkdtempSync(join(tmpdir(), 'ztunnel-ts-kube-gw-'));
+  api.writeKubeconfig(join(dir, 'kubeconfig'));
+  const logs: Record<string, unknown>[] = [];
+  const without = new State();
+  const first = new KubeSource({ state: without, trustDomain: 'cluster.local', logger: pino({ level: 'info' }, { write: (l: string) => logs.push(JSON.parse(l) as Record<string, unknown>) }), kubeconfig: join(dir, 'kubeconfig') });
+  await first.start();
+  t.teardown(() => first.close());
+  await until('sync without the Gateway API', () => without.loaded);
+  t.ok(without.workloadByIp('127.216.1.1') !== undefined, 'everything else is served');
+  t.ok(logs.some((l) => l['kind'] === 'Gateway' && String(l['msg']).includes('Gateway API CRDs not installed')), 'the missing CRD is reported once, as information');
+
+  for (const p of GATEWAY_API_PATHS) api.unserved.delete(p);
+  api.upsert(PATHS['Gateway'] ?? '', { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'waypoint', namespace: 'app' }, spec: { gatewayClassName: 'istio-waypoint' } });
+  api.upsert(PATHS['Pod'] ?? '', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'waypoint-0', namespace: 'app', labels: { 'gateway.networking.k8s.io/gateway-name': 'waypoint' } }, spec: { nodeName: 'node-2', serviceAccountName: 'waypoint' }, status: { podIP: '127.216.2.50' } });
+  const echo = objects.find((o) => o.kind === 'Service') as Obj;
+  api.upsert(PATHS['Service'] ?? '', { ...echo, metadata: { ...echo.metadata, labels: { 'istio.io/use-waypoint': 'waypoint' } } });
+  api.upsert(PATHS['HTTPRoute'] ?? '', {
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'echo', namespace: 'app' },
+    spec: { parentRefs: [{ group: '', kind: 'Service', name: 'echo' }], rules: [{ backendRefs: [{ name: 'echo', port: 80 }] }] },
+  });
+  const state = new State();
+  const second = new KubeSource({ state, trustDomain: 'cluster.local', logger: pino({ level: 'silent' }), kubeconfig: join(dir, 'kubeconfig') });
+  await second.start();
+  t.teardown(() => second.close());
+  await until('gateway synced', () => state.waypoint('app/waypoint') !== undefined && state.httpRoutes.length === 1);
+  t.equal(state.serviceByVip('10.96.216.10')?.waypoint, 'app/waypoint', 'the labelled service uses the waypoint');
+  t.same(state.waypointPods('app/waypoint').map((w) => w.ip), ['127.216.2.50'], 'its pod is the waypoint endpoint');
+  t.equal(state.workloadByIp('127.216.2.50')?.captured, false, 'and is not captured');
+  t.same(state.httpRoutes[0]?.parents, [{ kind: 'Service', namespace: 'app', name: 'echo', port: undefined }], 'the route attaches to the service');
 });

@@ -54,6 +54,15 @@ t.test('bad input names the file, the object and the field', async (t) => {
     ['apiVersion: v1\nkind: Pod\nmetadata: { name: p }\nspec: {}\nstatus: { podIP: 10.0.0.300 }\n', /bad\.yaml: Pod p \(document 1\): status\.podIP: not an IP address/],
     ['kind: Pod\nmetadata: { name: p\n', /bad\.yaml: line \d+ column \d+/],
     ['apiVersion: v1\nmetadata: { name: p }\n', /bad\.yaml: object p \(document 1\): kind: missing kind/],
+    [
+      'apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: { name: r, namespace: app }\nspec:\n  parentRefs: [{ kind: Service, name: s }]\n  rules: [{ backendRefs: [{ name: v1, weight: -5 }] }]\n',
+      /bad\.yaml: HTTPRoute app\/r \(document 1\): spec\.rules\[0\]\.backendRefs\[0\]\.weight: /,
+    ],
+    [
+      'apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: { name: r, namespace: app }\nspec:\n  parentRefs: [{ kind: Service, name: s }]\n  rules: [{ matchs: [] }]\n',
+      /bad\.yaml: HTTPRoute app\/r \(document 1\): spec\.rules\[0\]: Unrecognized key: "matchs"/,
+    ],
+    ['apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: { name: w, namespace: app }\nspec: {}\n', /bad\.yaml: Gateway app\/w \(document 1\): spec\.gatewayClassName: /],
   ];
   for (const [text, re] of cases) {
     const err = t.throws(() => parseManifestText('bad.yaml', text)) as unknown;

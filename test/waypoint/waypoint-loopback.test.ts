@@ -2,11 +2,12 @@
 // weighted split and path match, L7 DENY, HBONE out with the waypoint's identity, and a destination that
 // only admits the waypoint.
 import type http from 'node:http';
+import http2 from 'node:http2';
 import t from 'tap';
 import { waypointConfigFromFlags } from '../../src/config/waypoint-config.js';
 import { WaypointApp } from '../../src/waypoint/waypoint-app.js';
 import { agentVia, request, startNamedHttp } from '../helpers/http-via.js';
-import { podIp, quietLogger, socksConnect, startMesh } from '../helpers/loopback.js';
+import { exchange, podIp, socksConnect, startEcho, startMesh } from '../helpers/loopback.js';
 
 const plan = { net: 217 };
 const WAYPOINT_IP = podIp(plan, 2, 50);
@@ -50,6 +51,14 @@ apiVersion: v1
 kind: Service
 metadata: { name: reviews-v2, namespace: app }
 spec: { clusterIP: 10.96.217.22, selector: { app: reviews, version: v2 }, ports: [{ name: http, port: 9080, targetPort: http }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: raw, namespace: app, labels: { istio.io/use-waypoint: waypoint } }
+spec:
+  clusterIP: 10.96.217.30
+  selector: { app: echo }
+  ports: [{ name: tcp-raw, port: 7000, targetPort: 8080 }, { name: undeclared, port: 7001, targetPort: 8080 }]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -105,6 +114,7 @@ t.test('a service with a waypoint: canary split, path route, L7 deny, waypoint-o
       manifests: mesh.manifestFile,
       caDir: `${mesh.dir}/ca`,
       listen: `${WAYPOINT_IP}:15008`,
+      admin: '127.0.0.1:0',
       metrics: '127.0.0.1:0',
       readiness: '127.0.0.1:0',
       drainSeconds: 1,
@@ -159,10 +169,52 @@ t.test('a service with a waypoint: canary split, path route, L7 deny, waypoint-o
     'a client going around the waypoint is refused by the destination',
   );
 
+  // A malformed request gets a 400 and costs only its own connection.
+  const garbage = await exchange(await socksConnect(mesh.node1, client, REVIEWS_VIP, 9080), Buffer.from('GET / HTTP/1.1\r\nno colon here\r\n\r\n'));
+  t.match(String(garbage), /^HTTP\/1\.1 400 /, 'malformed HTTP: 400');
+  t.equal((await request(agent, { host, path: '/after-garbage' })).status, 200, 'the waypoint still serves');
+
+  // HTTP/2 without TLS (prior knowledge) is detected and routed per request too.
+  const socksStream = await socksConnect(mesh.node1, client, REVIEWS_VIP, 9080);
+  const h2session = http2.connect(`http://${REVIEWS_VIP}:9080`, { createConnection: () => socksStream });
+  t.teardown(() => h2session.destroy());
+  const h2get = (method: string, path: string): Promise<{ status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      const s = h2session.request({ ':method': method, ':path': path, ':authority': host });
+      let body = '';
+      let status = 0;
+      s.on('response', (h) => (status = Number(h[':status'])));
+      s.on('data', (c: Buffer) => (body += String(c)));
+      s.on('end', () => resolve({ status, body }));
+      s.on('error', reject);
+      s.end(method === 'POST' ? 'x' : undefined);
+    });
+  const viaH2 = await h2get('GET', '/beta/h2');
+  t.equal(viaH2.status, 200, 'h2c request answered');
+  t.match(JSON.parse(viaH2.body), { name: 'v2', path: '/beta/h2' }, 'and routed by path to v2');
+  t.equal((await h2get('POST', '/admin')).status, 403, 'h2c POST /admin denied');
+
+  // TCP through the waypoint: a port declared tcp, and an undeclared one whose first bytes are not HTTP.
+  const echo = await startEcho(podIp(plan, 2, 1));
+  const echoB = await startEcho(podIp(plan, 2, 2));
+  t.teardown(() => Promise.all([echo.close(), echoB.close()]));
+  for (const port of [7000, 7001]) {
+    const payload = Buffer.from(`\x00\x01binary-${port}`.repeat(1000));
+    const back = await exchange(await socksConnect(mesh.node1, client, '10.96.217.30', port), payload);
+    t.ok(back.equals(payload), `port ${port}: bytes echoed through the waypoint unchanged`);
+  }
+  t.ok([...echo.peers, ...echoB.peers].every((p) => p === WAYPOINT_IP) && echo.peers.length + echoB.peers.length === 2, 'both arrived from the waypoint');
+
   const metrics = await (await fetch(`http://127.0.0.1:${waypoint.addresses.metrics?.port ?? 0}/metrics`)).text();
   t.match(metrics, /istio_requests_total\{reporter="waypoint",source_workload="client",[^}]*destination_service="reviews-v1\.app\.svc\.cluster\.local"[^}]*response_code="200"\} \d+/, 'requests counted by the waypoint, with the backend service');
-  t.match(metrics, /istio_requests_total\{reporter="waypoint"[^}]*response_code="403"\} 1\n/, 'the denied request is counted with 403');
+  t.match(metrics, /istio_requests_total\{reporter="waypoint"[^}]*response_code="403"\} 2\n/, "the two denied requests (HTTP/1.1 and h2c) are counted with 403");
   t.match(metrics, /istio_tcp_connections_opened_total\{reporter="waypoint"/, 'connections counted with reporter waypoint');
+  const dump = (await (await fetch(`http://127.0.0.1:${waypoint.addresses.admin?.port ?? 0}/config_dump`)).json()) as {
+    services: { uid: string; routes: string[] }[];
+    policies: { name: string }[];
+  };
+  t.same(dump.services.map((s) => [s.uid, s.routes]).sort(), [['app/raw', []], ['app/reviews', ['app/reviews']]], 'config_dump: the services it serves and their routes');
+  t.same(dump.policies.map((p) => p.name), ['no-admin-writes'], 'config_dump: its policies (the selector policy is ztunnel\'s)');
   const deniedLog = logs.find((l) => l['msg'] === 'request failed' && l['response_code'] === 403);
   t.match(deniedLog, { reporter: 'waypoint', method: 'POST', path: '/admin/users', 'src.identity': 'spiffe://cluster.local/ns/app/sa/client' }, 'the denial is in the access log with the client identity');
 });
