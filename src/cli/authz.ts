@@ -7,6 +7,7 @@ import { parseIdentity } from '../model/identity.js';
 import { State } from '../model/state.js';
 import { listManifestFiles, readManifestFile } from '../sources/manifests.js';
 import { translate } from '../sources/translate.js';
+import { WaypointPolicies } from '../waypoint/policies.js';
 import { UsageError } from './usage-error.js';
 
 interface CheckFlags {
@@ -17,6 +18,10 @@ interface CheckFlags {
   json?: boolean;
   trustDomain: string;
   rootNamespace: string;
+  method?: string;
+  path?: string;
+  host?: string;
+  header?: string[];
 }
 
 export function registerAuthz(program: Command): void {
@@ -27,7 +32,11 @@ export function registerAuthz(program: Command): void {
     .requiredOption('-f, --file <path>', 'manifests (file or directory) with the destination pod and the policies')
     .requiredOption('--src-ip <ip>', 'source address of the connection')
     .option('--src-identity <spiffe>', 'source identity (mTLS); omit for a plaintext source')
-    .requiredOption('--dst <ip:port>', 'destination pod IP and target port')
+    .requiredOption('--dst <ip:port>', 'destination pod IP and target port; with --method, the address the client used (a VIP)')
+    .option('--method <method>', 'an HTTP request: evaluated at the waypoint that serves --dst (targetRefs policies)')
+    .option('--path <path>', 'with --method: request path', '/')
+    .option('--host <host>', 'with --method: Host header (default: --dst)')
+    .option('--header <name:value...>', 'with --method: request headers')
     .option('--json', 'print one JSON object')
     .option('--trust-domain <td>', 'trust domain', 'cluster.local')
     .option('--root-namespace <ns>', 'root namespace', 'istio-system')
@@ -41,6 +50,7 @@ export function registerAuthz(program: Command): void {
       const objects = listManifestFiles(o.file).flatMap((f) => readManifestFile(f));
       const state = new State();
       state.replace(translate(objects, { trustDomain: o.trustDomain }));
+      if (o.method !== undefined) return checkAtWaypoint(state, o, dst);
       const dstWorkload = state.workloadByIp(dst.ip);
       if (dstWorkload === undefined) throw new UsageError(`--dst: no pod with IP ${dst.ip} in ${o.file}`);
       const engine = new PolicyEngine({ state, rootNamespace: o.rootNamespace });
@@ -62,4 +72,46 @@ export function registerAuthz(program: Command): void {
       ];
       process.stdout.write(`${lines.join('\n')}\n`);
     });
+}
+
+/** An HTTP request as the waypoint serving the destination would decide it. */
+function checkAtWaypoint(state: State, o: CheckFlags, dst: { ip: string; port: number }): void {
+  const service = state.serviceByVip(dst.ip);
+  const uid = service !== undefined ? service.waypoint : state.workloadByIp(dst.ip)?.waypoint;
+  if (uid === undefined) {
+    throw new UsageError(`--dst: ${dst.ip} has no waypoint in ${o.file}; HTTP attributes are only enforced by a waypoint (without --method: the L4 check)`);
+  }
+  const [namespace = '', name = ''] = uid.split('/');
+  const headers: Record<string, string> = {};
+  for (const h of o.header ?? []) {
+    const colon = h.indexOf(':');
+    if (colon <= 0) throw new UsageError(`--header: expected NAME:VALUE, got "${h}"`);
+    headers[h.slice(0, colon).trim().toLowerCase()] = h.slice(colon + 1).trim();
+  }
+  const policies = new WaypointPolicies({ state, rootNamespace: o.rootNamespace, waypoint: { name, namespace } });
+  const host = o.host ?? `${dst.ip}:${dst.port}`;
+  const d = policies.decide(service, {
+    srcIp: o.srcIp,
+    srcIdentity: o.srcIdentity,
+    dstIp: dst.ip,
+    dstPort: dst.port,
+    http: { host, method: (o.method ?? 'GET').toUpperCase(), path: (o.path ?? '/').split('?')[0] ?? '/', headers, remoteIp: o.srcIp },
+  });
+  const applied = new Set(policies.applicable(service));
+  const warnings = policies.policies.filter((p) => p.authorization !== undefined && applied.has(p.authorization)).flatMap((p) => p.warnings.map((w) => `${p.namespace}/${p.name}: ${w}`));
+  if (o.json === true) {
+    process.stdout.write(`${JSON.stringify({ decision: d.allow ? 'allow' : 'deny', waypoint: uid, policy: d.policy ?? null, rule: d.rule ?? null, reason: d.reason, warnings })}\n`);
+    return;
+  }
+  const lines = [
+    d.allow ? 'ALLOW' : 'DENY (403)',
+    `  waypoint:    ${uid}`,
+    `  destination: ${service === undefined ? `${dst.ip}:${dst.port}` : `${service.uid} (${dst.ip}:${dst.port})`}`,
+    `  request:     ${(o.method ?? 'GET').toUpperCase()} ${o.path ?? '/'} host ${host}`,
+    `  source:      ${o.srcIp} ${o.srcIdentity ?? '(plaintext)'}`,
+    `  policy:      ${d.policy === undefined ? '-' : `${d.policy} rule ${d.rule ?? '-'}`}`,
+    `  reason:      ${d.reason}`,
+    ...(warnings.length > 0 ? ['  warnings:', ...warnings.map((w) => `    - ${w}`)] : []),
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -55,7 +55,7 @@ export function registerObserve(program: Command): void {
     .command('observe')
     .description('live view of connections: source → destination, verdict, bytes, duration')
     .option('--admin <url>', 'a daemon admin endpoint', 'http://127.0.0.1:15000')
-    .option('--lab', 'follow every node of the running lab')
+    .option('--lab', 'follow every node and waypoint of the running lab')
     .option('--namespace <ns>', 'only flows from or to this namespace')
     .option('--verdict <v>', 'allowed or denied')
     .option('--json', 'one JSON object per line')
@@ -66,6 +66,8 @@ export function registerObserve(program: Command): void {
       }
       const limit = o.count === undefined ? Infinity : Number(o.count);
       if (!(limit > 0)) throw new UsageError(`--count: expected a positive number, got "${o.count ?? ''}"`);
+      // A reader that went away (`observe | head`, a killed parent) ends the follower quietly.
+      process.stdout.on('error', (err: NodeJS.ErrnoException) => process.exit(err.code === 'EPIPE' ? 0 : 1));
       let seen = 0;
       const print = (e: FlowEvent): void => {
         process.stdout.write(`${o.json === true ? JSON.stringify(e) : formatFlow(e)}\n`);
@@ -77,17 +79,18 @@ export function registerObserve(program: Command): void {
         ...(o.verdict === undefined ? [] : ['--verdict', o.verdict]),
       ];
       if (o.lab === true) {
-        // Each node's admin endpoint is 127.0.0.1 inside its own netns: follow each from there.
+        // Each node's (and each waypoint's) admin endpoint is 127.0.0.1 inside its own netns: follow each from there.
         const state = readLabState();
         if (state === undefined) throw new UsageError('no lab is up');
+        const waypointNetns = (state.waypoints ?? []).flatMap((w) => state.pods.filter((p) => `${p.namespace}/${p.name}` === w.pod).map((p) => p.netns));
         const cli = process.argv[1] ?? '';
         const followers: ReturnType<typeof spawn>[] = [];
         process.once('exit', () => followers.forEach((c) => c.kill()));
         await Promise.all(
-          state.nodes.map(
-            (n) =>
+          [...state.nodes.map((n) => n.netns), ...waypointNetns].map(
+            (netns) =>
               new Promise<void>((resolve) => {
-                const child = spawn('nsenter', nsArgs(n.netns, process.execPath, [cli, 'observe', '--json', ...filters]), { stdio: ['ignore', 'pipe', 'inherit'] });
+                const child = spawn('nsenter', nsArgs(netns, process.execPath, [cli, 'observe', '--json', ...filters]), { stdio: ['ignore', 'pipe', 'inherit'] });
                 followers.push(child);
                 createInterface({ input: child.stdout }).on('line', (l) => print(JSON.parse(l) as FlowEvent));
                 child.on('exit', () => resolve());

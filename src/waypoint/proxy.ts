@@ -11,6 +11,7 @@ import type { State } from '../model/state.js';
 import type { HeaderModifier, Service, ServicePort, Waypoint, Workload } from '../model/types.js';
 import { copyBidirectional, type CopyProgress } from '../proxy/copy.js';
 import { ConnectionRecord, connectionLabels, type Telemetry } from '../telemetry/access-log.js';
+import type { AuthzConnection } from '../authz/model.js';
 import type { WaypointPolicies } from './policies.js';
 import { declaredProtocol, sniff, type AppProtocol } from './protocol.js';
 import { pickBackend, routesForService, selectRule, type RequestInfo } from './routing.js';
@@ -54,6 +55,8 @@ export class WaypointProxy {
   readonly #http1: http.Server;
   readonly #targets = new WeakMap<Duplex, Target>();
   readonly #open = new Set<Duplex>();
+  /** Open TCP connections and what they were authorized as, for re-evaluation after a policy change. */
+  readonly #tcp = new Map<Duplex, { service: Service | undefined; conn: AuthzConnection }>();
 
   constructor(inputs: WaypointProxyInputs) {
     this.#in = inputs;
@@ -128,12 +131,8 @@ export class WaypointProxy {
   /** Plain TCP through the waypoint: L4 policy, then one endpoint of the service. */
   #serveTcp(t: Target, record: ConnectionRecord): void {
     const { hbone } = t;
-    const decision = this.#in.policies.decide(t.service, {
-      srcIp: hbone.src.ip,
-      srcIdentity: hbone.peerIdentity,
-      dstIp: hbone.dst.ip,
-      dstPort: hbone.dst.port,
-    });
+    const conn: AuthzConnection = { srcIp: hbone.src.ip, srcIdentity: hbone.peerIdentity, dstIp: hbone.dst.ip, dstPort: hbone.dst.port };
+    const decision = this.#in.policies.decide(t.service, conn);
     const progress: CopyProgress = { aToB: 0, bToA: 0 };
     if (!decision.allow) {
       this.#in.logger.warn({ src: formatAddress(hbone.src), srcIdentity: hbone.peerIdentity, dst: formatAddress(hbone.dst), policy: decision.policy ?? null, reason: decision.reason }, 'connection denied by policy');
@@ -150,7 +149,11 @@ export class WaypointProxy {
     record.fields.dstWorkload = chosen.endpoint;
     record.fields.dstIdentity = chosen.endpoint.identity;
     this.#in.upstreams.open(chosen.endpoint, chosen.port, hbone.src).then(
-      (upstream) => record.track(copyBidirectional(hbone.stream, upstream, progress), progress),
+      (upstream) => {
+        this.#tcp.set(upstream, { service: t.service, conn });
+        upstream.once('close', () => this.#tcp.delete(upstream));
+        record.track(copyBidirectional(hbone.stream, upstream, progress), progress);
+      },
       (err: Error) => {
         record.record({ clientToServer: 0, serverToClient: 0, error: err, flag: 'UPSTREAM_CONNECT' });
         hbone.stream.close(http2.constants.NGHTTP2_CANCEL);
@@ -304,6 +307,19 @@ export class WaypointProxy {
     };
     m.requests.inc(labels);
     m.requestDuration.observe(labels, durationMs);
+  }
+
+  /** After a policy change: closes the open TCP connections the policies no longer allow (HTTP is checked per request). */
+  reauthorize(): number {
+    let closed = 0;
+    for (const [upstream, { service, conn }] of this.#tcp) {
+      const d = this.#in.policies.decide(service === undefined ? undefined : (this.#in.state.serviceByName(service.namespace, service.name) ?? service), conn);
+      if (d.allow) continue;
+      this.#in.logger.warn({ srcIdentity: conn.srcIdentity ?? null, dst: `${conn.dstIp}:${conn.dstPort}`, policy: d.policy ?? null, reason: d.reason }, 'open connection closed: no longer allowed by policy');
+      upstream.destroy(new Error(`closed after a policy change: ${d.reason}`));
+      closed += 1;
+    }
+    return closed;
   }
 
   get openConnections(): number {

@@ -17,7 +17,7 @@ export interface UpstreamOptions {
 
 export class Upstreams {
   readonly #opts: UpstreamOptions;
-  readonly #agents = new Map<string, http.Agent>();
+  readonly #agents = new Map<string, { agent: http.Agent; endpoint: Workload }>();
 
   constructor(opts: UpstreamOptions) {
     this.#opts = opts;
@@ -43,7 +43,7 @@ export class Upstreams {
   /** Keep-alive agent whose connections are opened by open(); one per endpoint address. */
   agentFor(endpoint: Workload, port: number): http.Agent {
     const key = `${endpoint.identity}|${endpoint.captured ? 'hbone' : 'tcp'}|${formatAddress({ ip: endpoint.ip, port })}`;
-    let agent = this.#agents.get(key);
+    let agent = this.#agents.get(key)?.agent;
     if (agent === undefined) {
       agent = new http.Agent({ keepAlive: true, maxSockets: 100, maxFreeSockets: 16 });
       const createConnection = (_opts: unknown, done: (err: Error | null, socket?: Duplex) => void): undefined => {
@@ -54,13 +54,22 @@ export class Upstreams {
         return undefined;
       };
       Object.assign(agent, { createConnection });
-      this.#agents.set(key, agent);
+      this.#agents.set(key, { agent, endpoint });
     }
     return agent;
   }
 
+  /** Drops the agents (and their idle connections) of endpoints that are gone or changed identity. */
+  retain(stillThere: (endpoint: Workload) => boolean): void {
+    for (const [key, { agent, endpoint }] of this.#agents) {
+      if (stillThere(endpoint)) continue;
+      agent.destroy();
+      this.#agents.delete(key);
+    }
+  }
+
   close(): void {
-    for (const a of this.#agents.values()) a.destroy();
+    for (const { agent } of this.#agents.values()) agent.destroy();
     this.#agents.clear();
   }
 }

@@ -176,6 +176,12 @@ export class WaypointApp {
 
   /** Route problems (bad patterns, unsupported filters) are logged once per route version. */
   #onStateChange(): void {
+    // WaypointPolicies listens first (it was created before this listener), so this sees new policies.
+    this.proxy.reauthorize();
+    this.#upstreams.retain((e) => {
+      const now = this.state.workloadByIp(e.ip);
+      return now !== undefined && now.identity === e.identity && now.captured === e.captured;
+    });
     for (const route of this.state.httpRoutes) {
       const problems = routeProblems(route);
       const version = problems.join('\n');

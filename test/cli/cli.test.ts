@@ -87,6 +87,38 @@ spec:
   t.match(unknown.stderr, /no pod with IP 127\.212\.9\.9/);
 });
 
+t.test('authz check --method: an HTTP request as the waypoint would decide it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ztunnel-ts-cli-'));
+  const file = join(dir, 'mesh.yaml');
+  const manifests = meshManifests({ net: 212 }).replace('metadata: { name: echo, namespace: app }', 'metadata: { name: echo, namespace: app, labels: { istio.io/use-waypoint: wp } }');
+  writeFileSync(
+    file,
+    `${manifests}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: wp, namespace: app }
+spec: { gatewayClassName: istio-waypoint }
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: no-admin-writes, namespace: app }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: echo }]
+  action: DENY
+  rules: [{ to: [{ operation: { methods: [POST], paths: ["/admin*"] } }] }]
+`,
+  );
+  const base = ['authz', 'check', '-f', file, '--src-ip', '127.212.1.1', '--src-identity', 'spiffe://cluster.local/ns/app/sa/client', '--dst', '10.96.212.10:80'];
+  const denied = await cli([...base, '--method', 'post', '--path', '/admin/users?x=1', '--json']);
+  t.equal(denied.code, 0, denied.stderr);
+  t.match(JSON.parse(denied.stdout), { decision: 'deny', waypoint: 'app/wp', policy: 'app/no-admin-writes', rule: 0 });
+  const allowed = await cli([...base, '--method', 'GET', '--path', '/admin/users']);
+  t.match(allowed.stdout, /^ALLOW\n  waypoint:    app\/wp\n/);
+  const noWaypoint = await cli(['authz', 'check', '-f', file, '--src-ip', '127.212.1.1', '--dst', '127.212.2.1:8080', '--method', 'GET']);
+  t.equal(noWaypoint.code, 2);
+  t.match(noWaypoint.stderr, /127\.212\.2\.1 has no waypoint/);
+});
+
 t.test('standalone CA + two daemons as processes; SIGTERM drains and exits 0', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ztunnel-ts-cli-'));
   const manifests = join(dir, 'mesh.yaml');

@@ -1,6 +1,7 @@
 // Waypoints end to end in the lab: eBPF capture sends the client's plain HTTP to its node's daemon,
 // HBONE carries it to the waypoint pod (VIP as :authority), the waypoint applies the HTTPRoute and the
 // L7 policy and opens HBONE to the chosen pod with its own identity. Needs root; skipped otherwise.
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
@@ -8,6 +9,7 @@ import { type LabState } from '../../src/lab/lab.js';
 import { probeInPod, startHttpServers } from '../../src/lab/probe-runner.js';
 import { exclusiveLab, labSkipReason, logLines, metricsIn, waitFor } from '../helpers/lab-test.js';
 
+const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const MANIFESTS = fileURLToPath(new URL('../../../manifests/examples/waypoint/bookinfo.yaml', import.meta.url));
 const REVIEWS = '10.96.0.30';
 const TCP_SERVER = '10.96.0.40';
@@ -24,7 +26,8 @@ interface Load {
 function load(pod: string, ip: string, count: number, method = 'GET', path = '/', fresh = false): Load {
   const line = probeInPod(pod, 'http-load', ip, '9080', String(count), method, path, ...(fresh ? ['fresh'] : []));
   try {
-    return JSON.parse(line) as Load;
+    // A failed probe prints {ok: false, error}: no counts.
+    return { statuses: {}, servedBy: {}, ...(JSON.parse(line) as Partial<Load>), ok: (JSON.parse(line) as Partial<Load>).ok === true };
   } catch {
     return { ok: false, error: `probe printed ${JSON.stringify(line)}`, statuses: {}, servedBy: {} };
   }
@@ -95,11 +98,30 @@ t.test('waypoints in a two-node lab', { skip: labSkipReason ?? false }, async (t
     t.match(metrics, /istio_tcp_connections_opened_total\{reporter="waypoint",source_workload="productpage"/);
   });
 
+  t.test('observe --lab follows the waypoint too', async (t) => {
+    const observe = spawn(process.execPath, [CLI, 'observe', '--lab', '--json', '--namespace', 'bookinfo'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.teardown(() => observe.kill());
+    const nodes = new Set<string>();
+    let buffered = '';
+    observe.stdout.on('data', (c: Buffer) => {
+      buffered += String(c);
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const l of lines) nodes.add((JSON.parse(l) as { node: string }).node);
+    });
+    await waitFor('flows from the waypoint', () => {
+      if (!nodes.has('bookinfo/waypoint')) load('bookinfo/productpage', REVIEWS, 1);
+      return nodes.has('bookinfo/waypoint');
+    }, 30_000);
+    t.ok(nodes.has('node-1'), `the client's node too (${[...nodes].join(', ')})`);
+  });
+
   t.test('removing the namespace label sends traffic straight to the pods, at once', async (t) => {
     const file = state.manifests;
     const original = readFileSync(file, 'utf8');
     t.teardown(() => writeFileSync(file, original));
     writeFileSync(file, original.replace(/\n\s+istio\.io\/use-waypoint: waypoint/, ''));
+    // The daemons and the waypoint see the change independently: a request in between may fail once.
     await waitFor('L7 policy gone', () => load('bookinfo/productpage', REVIEWS, 1, 'POST', '/admin/users').statuses['200'] === 1, 10_000);
     // Without the waypoint, balancing is per connection (L4), so each request gets its own.
     const r = load('bookinfo/productpage', REVIEWS, 60, 'GET', '/', true);

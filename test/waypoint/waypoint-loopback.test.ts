@@ -1,13 +1,14 @@
 // The waypoint between two real daemons on loopback: HBONE in with the VIP as :authority, HTTPRoute
 // weighted split and path match, L7 DENY, HBONE out with the waypoint's identity, and a destination that
 // only admits the waypoint.
+import { appendFileSync } from 'node:fs';
 import type http from 'node:http';
 import http2 from 'node:http2';
 import t from 'tap';
 import { waypointConfigFromFlags } from '../../src/config/waypoint-config.js';
 import { WaypointApp } from '../../src/waypoint/waypoint-app.js';
 import { agentVia, request, startNamedHttp } from '../helpers/http-via.js';
-import { exchange, podIp, socksConnect, startEcho, startMesh } from '../helpers/loopback.js';
+import { exchange, podIp, roundTrip, socksConnect, startEcho, startMesh } from '../helpers/loopback.js';
 
 const plan = { net: 217 };
 const WAYPOINT_IP = podIp(plan, 2, 50);
@@ -205,6 +206,31 @@ t.test('a service with a waypoint: canary split, path route, L7 deny, waypoint-o
   }
   t.ok([...echo.peers, ...echoB.peers].every((p) => p === WAYPOINT_IP) && echo.peers.length + echoB.peers.length === 2, 'both arrived from the waypoint');
 
+  // A policy added while a TCP connection is open through the waypoint closes it, as ztunnel does.
+  const held = await socksConnect(mesh.node1, client, '10.96.217.30', 7000);
+  t.equal(await roundTrip(held, 'still there?'), 'still there?', 'a long-lived TCP connection through the waypoint');
+  // A reset HTTP/2 stream reaches a reading client as a FIN first (see src/proxy/copy.ts).
+  const closed = new Promise<void>((resolve) => {
+    held.once('end', () => resolve());
+    held.once('close', () => resolve());
+  });
+  held.on('error', () => undefined);
+  appendFileSync(
+    mesh.manifestFile,
+    `---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: raw-off, namespace: app }
+spec:
+  targetRefs: [{ group: "", kind: Service, name: raw }]
+  action: DENY
+  rules: [{ to: [{ operation: { ports: ["7000"] } }] }]
+`,
+  );
+  await closed;
+  t.pass('the new DENY closed it');
+  await t.rejects(exchange(await socksConnect(mesh.node1, client, '10.96.217.30', 7000), Buffer.from('x')).then((b) => (b.length === 0 ? Promise.reject(new Error('refused')) : b)), 'and refuses new ones');
+
   const metrics = await (await fetch(`http://127.0.0.1:${waypoint.addresses.metrics?.port ?? 0}/metrics`)).text();
   t.match(metrics, /istio_requests_total\{reporter="waypoint",source_workload="client",[^}]*destination_service="reviews-v1\.app\.svc\.cluster\.local"[^}]*response_code="200"\} \d+/, 'requests counted by the waypoint, with the backend service');
   t.match(metrics, /istio_requests_total\{reporter="waypoint"[^}]*response_code="403"\} 2\n/, "the two denied requests (HTTP/1.1 and h2c) are counted with 403");
@@ -214,7 +240,7 @@ t.test('a service with a waypoint: canary split, path route, L7 deny, waypoint-o
     policies: { name: string }[];
   };
   t.same(dump.services.map((s) => [s.uid, s.routes]).sort(), [['app/raw', []], ['app/reviews', ['app/reviews']]], 'config_dump: the services it serves and their routes');
-  t.same(dump.policies.map((p) => p.name), ['no-admin-writes'], 'config_dump: its policies (the selector policy is ztunnel\'s)');
+  t.same(dump.policies.map((p) => p.name), ['no-admin-writes', 'raw-off'], 'config_dump: its policies (the selector policy is ztunnel\'s)');
   const deniedLog = logs.find((l) => l['msg'] === 'request failed' && l['response_code'] === 403);
   t.match(deniedLog, { reporter: 'waypoint', method: 'POST', path: '/admin/users', 'src.identity': 'spiffe://cluster.local/ns/app/sa/client' }, 'the denial is in the access log with the client identity');
 });
