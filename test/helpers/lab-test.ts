@@ -1,6 +1,7 @@
 // The lab is one per machine (fixed state directory and namespace names): test files that build it take
 // this lock first, so tap's parallel jobs run them one after another.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Test } from 'tap';
 import { labDown, labNetns, labUp, readLabState, type LabState } from '../../src/lab/lab.js';
@@ -75,4 +76,21 @@ async function acquireLab(timeoutMs = 600_000): Promise<() => void> {
     }
     if (Date.now() > deadline) throw new Error(`the lab stayed busy for ${timeoutMs} ms (${LOCK})`);
   }
+}
+
+const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+/** Runs `observe --lab --json --namespace NS` until the test ends; returns the set of reporting nodes, filled as events come. */
+export function observeLab(t: Test, namespace: string): Set<string> {
+  const observe = spawn(process.execPath, [CLI, 'observe', '--lab', '--json', '--namespace', namespace], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => observe.kill());
+  const nodes = new Set<string>();
+  let buffered = '';
+  observe.stdout.on('data', (c: Buffer) => {
+    buffered += String(c);
+    const lines = buffered.split('\n');
+    buffered = lines.pop() ?? '';
+    for (const l of lines) nodes.add((JSON.parse(l) as { node: string }).node);
+  });
+  return nodes;
 }

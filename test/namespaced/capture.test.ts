@@ -1,12 +1,12 @@
 // End to end through the eBPF datapath: a two-node lab of network namespaces, one daemon per node,
 // ordinary TCP from pods. Needs root (CI is root); skipped with the reason otherwise.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { findPod, labDown, labNetns, labRestartNode, readLabState, type LabState } from '../../src/lab/lab.js';
 import { probeInPod, spawnProbe, startProbeServers } from '../../src/lab/probe-runner.js';
-import { exclusiveLab, labSkipReason, logLines as logFile, metricsIn, waitFor } from '../helpers/lab-test.js';
+import { exclusiveLab, labSkipReason, logLines as logFile, metricsIn, observeLab, waitFor } from '../helpers/lab-test.js';
 
 const MANIFESTS = fileURLToPath(new URL('../../../manifests/examples/demo/cluster.yaml', import.meta.url));
 const CLIENT = '10.244.1.10';
@@ -79,22 +79,12 @@ t.test('eBPF capture in a two-node lab', { skip: labSkipReason ?? false }, async
   });
 
   t.test('observe --lab follows both nodes; the eBPF counters are exported', async (t) => {
-    const observe = spawn(process.execPath, [CLI, 'observe', '--lab', '--json', '--namespace', 'shop'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    t.teardown(() => observe.kill());
-    const nodes = new Set<string>();
-    let buffered = '';
-    observe.stdout.on('data', (c: Buffer) => {
-      buffered += String(c);
-      const lines = buffered.split('\n');
-      buffered = lines.pop() ?? '';
-      for (const l of lines) nodes.add((JSON.parse(l) as { node: string }).node);
-    });
+    const nodes = observeLab(t, 'shop');
     // Keep traffic going until both nodes' followers have reported (they subscribe at their own pace).
     await waitFor('flows from both nodes', () => {
       if (nodes.size < 2) probe('shop/client', 'whoami', CART_REMOTE, '9000');
       return nodes.size === 2;
     }, 30_000);
-    observe.kill();
     t.same([...nodes].sort(), ['node-1', 'node-2'], 'events from both nodes');
     const metrics = metricsIn('ztl-node-1');
     const assigned = /ztunnel_ebpf_capture_packets_total\{action="assigned_listener"\} (\d+)/.exec(metrics)?.[1];

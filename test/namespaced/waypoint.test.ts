@@ -1,15 +1,13 @@
 // Waypoints end to end in the lab: eBPF capture sends the client's plain HTTP to its node's daemon,
 // HBONE carries it to the waypoint pod (VIP as :authority), the waypoint applies the HTTPRoute and the
 // L7 policy and opens HBONE to the chosen pod with its own identity. Needs root; skipped otherwise.
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { type LabState } from '../../src/lab/lab.js';
 import { probeInPod, startHttpServers } from '../../src/lab/probe-runner.js';
-import { exclusiveLab, labSkipReason, logLines, metricsIn, waitFor } from '../helpers/lab-test.js';
+import { exclusiveLab, labSkipReason, logLines, metricsIn, observeLab, waitFor } from '../helpers/lab-test.js';
 
-const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const MANIFESTS = fileURLToPath(new URL('../../../manifests/examples/waypoint/bookinfo.yaml', import.meta.url));
 const REVIEWS = '10.96.0.30';
 const TCP_SERVER = '10.96.0.40';
@@ -99,16 +97,7 @@ t.test('waypoints in a two-node lab', { skip: labSkipReason ?? false }, async (t
   });
 
   t.test('observe --lab follows the waypoint too', async (t) => {
-    const observe = spawn(process.execPath, [CLI, 'observe', '--lab', '--json', '--namespace', 'bookinfo'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    t.teardown(() => observe.kill());
-    const nodes = new Set<string>();
-    let buffered = '';
-    observe.stdout.on('data', (c: Buffer) => {
-      buffered += String(c);
-      const lines = buffered.split('\n');
-      buffered = lines.pop() ?? '';
-      for (const l of lines) nodes.add((JSON.parse(l) as { node: string }).node);
-    });
+    const nodes = observeLab(t, 'bookinfo');
     await waitFor('flows from the waypoint', () => {
       if (!nodes.has('bookinfo/waypoint')) load('bookinfo/productpage', REVIEWS, 1);
       return nodes.has('bookinfo/waypoint');
