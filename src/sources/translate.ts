@@ -214,6 +214,11 @@ function httpRouteToModel(route: HttpRouteObject, origin: string): HttpRoute {
           unsupported.push(`backendRef kind ${b.group ?? ''}/${kind}`);
           return [];
         }
+        // The Gateway API allows this only with a ReferenceGrant from the other namespace, not read here.
+        if (b.namespace !== undefined && b.namespace !== namespace) {
+          unsupported.push(`backendRef to namespace ${b.namespace} (needs a ReferenceGrant, which is not supported)`);
+          return [];
+        }
         return [{ namespace: b.namespace ?? namespace, name: b.name, port: b.port, weight: b.weight ?? 1 }];
       });
       return {

@@ -213,7 +213,7 @@ export class WaypointProxy {
     let routeName: string | undefined;
     let modifier: HeaderModifier | undefined;
     if (t.service !== undefined) {
-      const routes = routesForService(this.#in.state.httpRoutes, t.service, hbone.dst.port);
+      const routes = routesForService(this.#in.state.httpRoutes, t.service, hbone.dst.port, t.srcWorkload?.namespace);
       if (routes.length > 0) {
         const choice = selectRule(routes, info);
         if (choice === undefined) return reply(404, 'route not found\n', { reason: 'no HTTPRoute rule matches' });

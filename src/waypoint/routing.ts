@@ -16,11 +16,17 @@ export interface RuleChoice {
   readonly rule: HttpRouteRule;
 }
 
-/** The routes attached to a service port (GAMMA parentRefs of kind Service). */
-export function routesForService(routes: readonly HttpRoute[], service: Service, port: number): HttpRoute[] {
-  return routes.filter((r) =>
+/**
+ * The routes for a request to a service port, as GAMMA defines them: routes in the service's own namespace
+ * (producer routes) apply to every client; a route in another namespace (a consumer route) applies only to
+ * clients of its own namespace, and then instead of the producer's.
+ */
+export function routesForService(routes: readonly HttpRoute[], service: Service, port: number, clientNamespace: string | undefined): HttpRoute[] {
+  const attached = routes.filter((r) =>
     r.parents.some((p) => p.kind === 'Service' && p.namespace === service.namespace && p.name === service.name && (p.port === undefined || p.port === port)),
   );
+  const consumer = attached.filter((r) => r.namespace !== service.namespace && r.namespace === clientNamespace);
+  return consumer.length > 0 ? consumer : attached.filter((r) => r.namespace === service.namespace);
 }
 
 const ROOT_MATCH: HttpRouteMatch = { path: { type: 'PathPrefix', value: '/' }, headers: [], queryParams: [], method: undefined };

@@ -8,7 +8,7 @@ import { parseManifestText } from '../../src/sources/manifests.js';
 import { translate } from '../../src/sources/translate.js';
 import { WaypointPolicies } from '../../src/waypoint/policies.js';
 import { declaredProtocol, classify } from '../../src/waypoint/protocol.js';
-import { pickBackend, routeProblems, selectRule, type RequestInfo } from '../../src/waypoint/routing.js';
+import { pickBackend, routeProblems, routesForService, selectRule, type RequestInfo } from '../../src/waypoint/routing.js';
 import { meshManifests, podIp, vip } from '../helpers/loopback.js';
 
 const plan = { net: 218 };
@@ -114,6 +114,33 @@ t.test('HTTPRoute: precedence, prefix by segments, headers, query, method, regex
   t.equal(to(req('GET', '/items/4x2')), 'root', 'regex is anchored');
   t.equal(to(req('GET', '/other', {}, 'debug=1')), 'debug', 'query match beats the bare root prefix');
   t.equal(selectRule([route([rule(0, [m({ type: 'Exact', value: '/only' })], 'only')])], req('GET', '/else')), undefined, 'nothing matches: no rule (404)');
+});
+
+t.test('GAMMA: producer routes for everyone, a consumer route only for its own namespace; no cross-namespace backends', async (t) => {
+  const s = stateOf(`---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: producer, namespace: app }
+spec: { parentRefs: [{ group: "", kind: Service, name: echo }], rules: [{ backendRefs: [{ name: echo, port: 80 }] }] }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: consumer, namespace: legacy }
+spec: { parentRefs: [{ group: "", kind: Service, name: echo, namespace: app }], rules: [{ backendRefs: [{ name: echo, namespace: app, port: 80 }] }] }
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: other-port, namespace: app }
+spec: { parentRefs: [{ group: "", kind: Service, name: echo, port: 81 }], rules: [{ backendRefs: [{ name: echo, port: 80 }] }] }
+`);
+  const echo = s.serviceByVip(vip(plan));
+  if (echo === undefined) throw new Error('no echo service');
+  t.same(routesForService(s.httpRoutes, echo, 80, 'app').map((r) => r.name), ['producer'], 'clients of app: the producer route');
+  t.same(routesForService(s.httpRoutes, echo, 80, 'legacy').map((r) => r.name), ['consumer'], "clients of legacy: their own consumer route instead");
+  t.same(routesForService(s.httpRoutes, echo, 80, undefined).map((r) => r.name), ['producer'], 'unknown clients: the producer route');
+  const consumer = s.httpRoutes.find((r) => r.name === 'consumer');
+  t.same(consumer?.rules[0]?.backends, [], 'a backend in another namespace is not used');
+  t.match(routeProblems(consumer as HttpRoute), [/backendRef to namespace app \(needs a ReferenceGrant/], 'and is reported (requests get 500)');
 });
 
 t.test('weighted backends', async (t) => {
