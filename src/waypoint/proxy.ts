@@ -37,6 +37,21 @@ interface Target {
   readonly srcWorkload: Workload | undefined;
 }
 
+/** A request the waypoint answers itself. */
+interface Refusal {
+  readonly status: number;
+  readonly body: string;
+  readonly outcome: RequestOutcome;
+}
+
+/** A request to send on. */
+interface Forward {
+  readonly endpoint: Workload;
+  readonly port: number;
+  readonly headers: http.OutgoingHttpHeaders;
+  readonly outcome: RequestOutcome;
+}
+
 interface RequestOutcome {
   readonly route?: string | undefined;
   readonly backend?: string | undefined;
@@ -49,6 +64,24 @@ type HttpResponse = http.ServerResponse | http2.Http2ServerResponse;
 
 /** Hop-by-hop headers are not forwarded (RFC 9110 §7.6.1), nor HTTP/2 pseudo-headers. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'http2-settings', 'host']);
+
+/** The request's headers as sent on: no hop-by-hop headers, X-Forwarded-*, the route's header changes. */
+function forwardHeaders(req: HttpRequest, host: string, clientIp: string, modifier: HeaderModifier | undefined): http.OutgoingHttpHeaders {
+  const headers: http.OutgoingHttpHeaders = { host };
+  for (const [k, v] of Object.entries(req.headers)) if (!k.startsWith(':') && !HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
+  const xff = req.headers['x-forwarded-for'];
+  headers['x-forwarded-for'] = typeof xff === 'string' ? `${xff}, ${clientIp}` : clientIp;
+  headers['x-forwarded-proto'] = 'http';
+  if (modifier !== undefined) {
+    for (const h of modifier.set) headers[h.name.toLowerCase()] = h.value;
+    for (const h of modifier.add) {
+      const prev = headers[h.name.toLowerCase()];
+      headers[h.name.toLowerCase()] = prev === undefined ? h.value : `${String(prev)},${h.value}`;
+    }
+    for (const name of modifier.remove) delete headers[name.toLowerCase()];
+  }
+  return headers;
+}
 
 export class WaypointProxy {
   readonly #in: WaypointProxyInputs;
@@ -65,6 +98,11 @@ export class WaypointProxy {
       const t = this.#targets.get(req.socket);
       if (t === undefined) res.writeHead(500).end();
       else this.#onRequest(t, req, res);
+    });
+    this.#http1.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      const t = this.#targets.get(socket);
+      if (t === undefined) socket.destroy();
+      else this.#onUpgrade(t, req, socket, head);
     });
     // Whatever a client sends, it costs only its own connection: a 400 when it can still be told.
     this.#http1.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
@@ -161,8 +199,8 @@ export class WaypointProxy {
     );
   }
 
-  /** One HTTP request: policy, route, backend, endpoint, forward; every outcome is logged and counted. */
-  #onRequest(t: Target, req: HttpRequest, res: HttpResponse): void {
+  /** What every request outcome needs: the request's attributes, and one access-log line and metrics. */
+  #begin(t: Target, req: HttpRequest): { info: RequestInfo; host: string; remoteIp: string; done: (status: number, outcome: RequestOutcome) => void } {
     const started = process.hrtime.bigint();
     const { hbone } = t;
     const url = new URL(req.url ?? '/', 'http://waypoint');
@@ -170,9 +208,9 @@ export class WaypointProxy {
     const info: RequestInfo = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers };
     const xff = req.headers['x-forwarded-for'];
     const remoteIp = (typeof xff === 'string' ? xff.split(',')[0]?.trim() : undefined) || hbone.src.ip;
-    const done = (status: number, extra: RequestOutcome): void => {
+    const done = (status: number, outcome: RequestOutcome): void => {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
-      this.#report(t, extra.backend ?? t.service?.uid, extra.endpoint, status, durationMs);
+      this.#report(t, outcome.backend ?? t.service?.uid, outcome.endpoint, status, durationMs);
       const line = {
         reporter: 'waypoint',
         'src.addr': formatAddress(hbone.src),
@@ -180,25 +218,25 @@ export class WaypointProxy {
         'src.identity': hbone.peerIdentity,
         'dst.addr': formatAddress(hbone.dst),
         'dst.service': t.service?.uid,
-        'dst.backend': extra.backend,
-        'dst.workload': extra.endpoint?.name,
+        'dst.backend': outcome.backend,
+        'dst.workload': outcome.endpoint?.name,
         method: info.method,
         path: info.path,
         host,
-        route: extra.route,
+        route: outcome.route,
         response_code: status,
         duration: durationMs,
-        ...(extra.reason === undefined ? {} : { reason: extra.reason }),
+        ...(outcome.reason === undefined ? {} : { reason: outcome.reason }),
       };
       if (status >= 400) this.#in.telemetry.logger.warn(line, 'request failed');
       else this.#in.telemetry.logger.info(line, 'request complete');
     };
-    const reply = (status: number, body: string, extra: Parameters<typeof done>[1]): void => {
-      if (!res.headersSent) res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
-      res.end(body);
-      done(status, extra);
-    };
+    return { info, host, remoteIp, done };
+  }
 
+  /** Policy, then route, backend and endpoint: a refusal to answer, or where to send the request. */
+  #decide(t: Target, req: HttpRequest, info: RequestInfo, host: string, remoteIp: string): Refusal | Forward {
+    const { hbone } = t;
     const decision = this.#in.policies.decide(t.service, {
       srcIp: hbone.src.ip,
       srcIdentity: hbone.peerIdentity,
@@ -206,70 +244,97 @@ export class WaypointProxy {
       dstPort: hbone.dst.port,
       http: { host, method: info.method, path: info.path, headers: req.headers, remoteIp },
     });
-    if (!decision.allow) return reply(403, 'RBAC: access denied\n', { reason: decision.reason });
-
+    if (!decision.allow) return { status: 403, body: 'RBAC: access denied\n', outcome: { reason: decision.reason } };
     let backend = t.service;
     let backendPort = hbone.dst.port;
-    let routeName: string | undefined;
+    let route: string | undefined;
     let modifier: HeaderModifier | undefined;
     if (t.service !== undefined) {
       const routes = routesForService(this.#in.state.httpRoutes, t.service, hbone.dst.port, t.srcWorkload?.namespace);
       if (routes.length > 0) {
         const choice = selectRule(routes, info);
-        if (choice === undefined) return reply(404, 'route not found\n', { reason: 'no HTTPRoute rule matches' });
-        routeName = `${choice.route.uid}#${choice.rule.index}`;
+        if (choice === undefined) return { status: 404, body: 'route not found\n', outcome: { reason: 'no HTTPRoute rule matches' } };
+        route = `${choice.route.uid}#${choice.rule.index}`;
         if (choice.rule.unsupportedFilters.length > 0) {
-          return reply(500, 'route not supported\n', { route: routeName, reason: choice.rule.unsupportedFilters.join(', ') });
+          return { status: 500, body: 'route not supported\n', outcome: { route, reason: choice.rule.unsupportedFilters.join(', ') } };
         }
         const ref = pickBackend(choice.rule.backends, this.#in.random);
         backend = ref === undefined ? undefined : this.#in.state.serviceByName(ref.namespace, ref.name);
         if (ref === undefined || backend === undefined) {
-          return reply(500, 'no valid backend\n', { route: routeName, reason: ref === undefined ? 'all backend weights are 0' : `backend Service ${ref.namespace}/${ref.name} not found` });
+          return { status: 500, body: 'no valid backend\n', outcome: { route, reason: ref === undefined ? 'all backend weights are 0' : `backend Service ${ref.namespace}/${ref.name} not found` } };
         }
         backendPort = ref.port ?? hbone.dst.port;
         modifier = choice.rule.requestHeaders;
       }
     }
     const chosen = this.#endpoint(backend, backendPort, t.workload);
-    if ('error' in chosen) return reply(503, 'no healthy upstream\n', { route: routeName, backend: backend?.uid, reason: chosen.error });
-    const extra = { route: routeName, backend: backend?.uid, endpoint: chosen.endpoint };
+    if ('error' in chosen) return { status: 503, body: 'no healthy upstream\n', outcome: { route, backend: backend?.uid, reason: chosen.error } };
+    return { endpoint: chosen.endpoint, port: chosen.port, outcome: { route, backend: backend?.uid, endpoint: chosen.endpoint }, headers: forwardHeaders(req, host, hbone.src.ip, modifier) };
+  }
 
-    const headers: http.OutgoingHttpHeaders = { host };
-    for (const [k, v] of Object.entries(req.headers)) if (!k.startsWith(':') && !HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
-    headers['x-forwarded-for'] = typeof xff === 'string' ? `${xff}, ${hbone.src.ip}` : hbone.src.ip;
-    headers['x-forwarded-proto'] = 'http';
-    if (modifier !== undefined) {
-      for (const h of modifier.set) headers[h.name.toLowerCase()] = h.value;
-      for (const h of modifier.add) {
-        const prev = headers[h.name.toLowerCase()];
-        headers[h.name.toLowerCase()] = prev === undefined ? h.value : `${String(prev)},${h.value}`;
-      }
-      for (const name of modifier.remove) delete headers[name.toLowerCase()];
-    }
+  /** One HTTP request: policy, route, backend, endpoint, forward; every outcome is logged and counted. */
+  #onRequest(t: Target, req: HttpRequest, res: HttpResponse): void {
+    const { info, host, remoteIp, done } = this.#begin(t, req);
+    const reply = (status: number, body: string, outcome: RequestOutcome): void => {
+      if (!res.headersSent) res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      done(status, outcome);
+    };
+    const d = this.#decide(t, req, info, host, remoteIp);
+    if ('status' in d) return reply(d.status, d.body, d.outcome);
     const upstream = http.request({
       method: info.method,
       path: req.url ?? '/',
-      headers,
+      headers: d.headers,
       setHost: false,
-      agent: this.#in.upstreams.agentFor(chosen.endpoint, chosen.port),
+      agent: this.#in.upstreams.agentFor(d.endpoint, d.port),
     });
     upstream.on('response', (ur) => {
       const out: http.OutgoingHttpHeaders = {};
       for (const [k, v] of Object.entries(ur.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
       res.writeHead(ur.statusCode ?? 502, out);
       ur.pipe(res as NodeJS.WritableStream);
-      ur.once('end', () => done(ur.statusCode ?? 502, extra));
+      ur.once('end', () => done(ur.statusCode ?? 502, d.outcome));
       ur.once('error', () => res.destroy());
     });
     upstream.on('error', (err) => {
-      if (!res.headersSent) reply(503, 'upstream connect error\n', { ...extra, reason: err.message });
+      if (!res.headersSent) reply(503, 'upstream connect error\n', { ...d.outcome, reason: err.message });
       else {
         res.destroy();
-        done(502, { ...extra, reason: err.message });
+        done(502, { ...d.outcome, reason: err.message });
       }
     });
     req.on('error', () => upstream.destroy());
     (req as NodeJS.ReadableStream).pipe(upstream);
+  }
+
+  /**
+   * An HTTP/1.1 Upgrade (WebSocket and the like): the same policy and routing as any request, then the
+   * request goes to the endpoint on a connection of its own and bytes are copied both ways from there.
+   */
+  #onUpgrade(t: Target, req: http.IncomingMessage, client: Duplex, head: Buffer): void {
+    const { info, host, remoteIp, done } = this.#begin(t, req);
+    const d = this.#decide(t, req, info, host, remoteIp);
+    if ('status' in d) {
+      client.end(`HTTP/1.1 ${d.status} ${http.STATUS_CODES[d.status] ?? ''}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(d.body)}\r\nconnection: close\r\n\r\n${d.body}`);
+      return done(d.status, d.outcome);
+    }
+    const headers = { ...d.headers, connection: 'upgrade', upgrade: String(req.headers.upgrade ?? '') };
+    const lines = [`${info.method} ${req.url ?? '/'} HTTP/1.1`];
+    for (const [k, v] of Object.entries(headers)) for (const one of Array.isArray(v) ? v : [v]) if (one !== undefined) lines.push(`${k}: ${String(one)}`);
+    this.#in.upstreams.open(d.endpoint, d.port, t.hbone.src).then(
+      (upstream) => {
+        upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
+        if (head.length > 0) upstream.write(head);
+        // The status line of the answer, for the log; the bytes themselves go through untouched.
+        upstream.once('data', (c: Buffer) => done(Number(/^HTTP\/1\.[01] (\d{3})/.exec(c.toString('latin1', 0, 16))?.[1] ?? 502), d.outcome));
+        copyBidirectional(client, upstream).catch(() => undefined);
+      },
+      (err: Error) => {
+        client.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+        done(503, { ...d.outcome, reason: err.message });
+      },
+    );
   }
 
   /** An endpoint of service (port mapped to its target port), or the addressed workload itself. */

@@ -33,12 +33,17 @@ export function request(agent: http.Agent, opts: { host: string; method?: string
   });
 }
 
-/** An HTTP server that answers with its name, the method and path, and the peer it saw. */
+/** An HTTP server that answers with its name, the method and path, and the peer it saw; `Upgrade: echo` echoes bytes. */
 export async function startNamedHttp(ip: string, port: number, name: string): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     const body = JSON.stringify({ name, method: req.method, path: req.url, peer: req.socket.remoteAddress, xff: req.headers['x-forwarded-for'] ?? null });
     req.resume();
     req.on('end', () => res.writeHead(200, { 'content-type': 'application/json', 'x-served-by': name }).end(body));
+  });
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex) => {
+    if (req.headers.upgrade !== 'echo') return socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n');
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\nconnection: upgrade\r\nx-served-by: ${name}\r\n\r\n`);
+    socket.pipe(socket);
   });
   await new Promise<void>((r) => server.listen(port, ip, r));
   return server;

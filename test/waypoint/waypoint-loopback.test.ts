@@ -175,6 +175,15 @@ t.test('a service with a waypoint: canary split, path route, L7 deny, waypoint-o
   t.match(String(garbage), /^HTTP\/1\.1 400 /, 'malformed HTTP: 400');
   t.equal((await request(agent, { host, path: '/after-garbage' })).status, 200, 'the waypoint still serves');
 
+  // An Upgrade (as WebSocket uses) is routed and authorized like any request, then carries raw bytes.
+  const upgraded = await socksConnect(mesh.node1, client, REVIEWS_VIP, 9080);
+  const switched = await roundTrip(upgraded, `GET /chat HTTP/1.1\r\nhost: ${host}\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n`);
+  t.match(switched, /^HTTP\/1\.1 101 Switching Protocols\r\n/, 'upgrade through the waypoint: 101');
+  t.equal(await roundTrip(upgraded, 'raw bytes after the upgrade'), 'raw bytes after the upgrade', 'then bytes both ways');
+  upgraded.destroy();
+  const refused = await exchange(await socksConnect(mesh.node1, client, REVIEWS_VIP, 9080), Buffer.from(`POST /admin HTTP/1.1\r\nhost: ${host}\r\nconnection: upgrade\r\nupgrade: echo\r\ncontent-length: 0\r\n\r\n`));
+  t.match(String(refused), /^HTTP\/1\.1 403 Forbidden\r\n[\s\S]*RBAC: access denied/, 'an upgrade the policy denies: 403');
+
   // HTTP/2 without TLS (prior knowledge) is detected and routed per request too.
   const socksStream = await socksConnect(mesh.node1, client, REVIEWS_VIP, 9080);
   const h2session = http2.connect(`http://${REVIEWS_VIP}:9080`, { createConnection: () => socksStream });
@@ -233,7 +242,7 @@ spec:
 
   const metrics = await (await fetch(`http://127.0.0.1:${waypoint.addresses.metrics?.port ?? 0}/metrics`)).text();
   t.match(metrics, /istio_requests_total\{reporter="waypoint",source_workload="client",[^}]*destination_service="reviews-v1\.app\.svc\.cluster\.local"[^}]*response_code="200"\} \d+/, 'requests counted by the waypoint, with the backend service');
-  t.match(metrics, /istio_requests_total\{reporter="waypoint"[^}]*response_code="403"\} 2\n/, "the two denied requests (HTTP/1.1 and h2c) are counted with 403");
+  t.match(metrics, /istio_requests_total\{reporter="waypoint"[^}]*response_code="403"\} 3\n/, "the three denied requests (HTTP/1.1, upgrade, h2c) are counted with 403");
   t.match(metrics, /istio_tcp_connections_opened_total\{reporter="waypoint"/, 'connections counted with reporter waypoint');
   const dump = (await (await fetch(`http://127.0.0.1:${waypoint.addresses.admin?.port ?? 0}/config_dump`)).json()) as {
     services: { uid: string; routes: string[] }[];
