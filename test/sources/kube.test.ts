@@ -17,6 +17,8 @@ import { tokenReviewAuthenticator } from '../../src/identity/node-authenticator.
 import { RemoteCaSource } from '../../src/identity/source.js';
 import { State } from '../../src/model/state.js';
 import { KubeSource, loadKubeConfig } from '../../src/sources/kube.js';
+import { waypointConfigFromFlags } from '../../src/config/waypoint-config.js';
+import { WaypointApp } from '../../src/waypoint/waypoint-app.js';
 import { exchange, meshManifests, podIp, socksConnect, startEcho } from '../helpers/loopback.js';
 
 const plan = { net: 215 };
@@ -229,4 +231,17 @@ t.test('Gateway API from the API server: waypoints and routes; without the CRDs 
   t.same(state.waypointPods('app/waypoint').map((w) => w.ip), ['127.216.2.50'], 'its pod is the waypoint endpoint');
   t.equal(state.workloadByIp('127.216.2.50')?.captured, false, 'and is not captured');
   t.same(state.httpRoutes[0]?.parents, [{ kind: 'Service', namespace: 'app', name: 'echo', port: undefined }], 'the route attaches to the service');
+
+  // The waypoint itself in cluster mode: ready once it has synced, found its Gateway and got its certificate.
+  const waypoint = await WaypointApp.start(
+    waypointConfigFromFlags({
+      name: 'waypoint', namespace: 'app', kube: true, kubeconfig: join(dir, 'kubeconfig'), caDir: join(dir, 'ca'),
+      listen: '127.216.2.50:0', admin: '127.0.0.1:0', metrics: '127.0.0.1:0', readiness: '127.0.0.1:0', drainSeconds: 1,
+    }),
+    pino({ level: 'silent' }),
+  );
+  t.teardown(() => waypoint.close(100));
+  await until('waypoint ready', () => waypoint.pending().length === 0);
+  const dump = waypoint.configDump() as { services: { uid: string; vip: string; routes: string[] }[] };
+  t.same(dump.services.map((s) => [s.uid, s.vip, s.routes]), [['app/echo', '10.96.216.10', ['app/echo']]], 'it serves the labelled service and its route');
 });
