@@ -31,6 +31,7 @@ export function registerLab(program: Command): void {
       const lines = [
         ...s.nodes.map((n) => `node ${n.name}  ${n.ip}  netns ${n.netns}  pid ${n.pid}  ${n.ready ? 'ready' : 'NOT READY'}`),
         ...s.pods.map((p) => `pod  ${p.namespace}/${p.name}  ${p.ip}  on ${p.node}  netns ${p.netns}`),
+        ...s.waypoints.map((w) => `waypoint in ${w.pod}  pid ${w.pid}  ${w.ready ? 'ready' : 'NOT READY'}`),
       ];
       process.stdout.write(`${lines.length === 0 ? 'no lab' : lines.join('\n')}\n`);
     });

@@ -26,6 +26,7 @@ export interface LabState {
 
 export interface LabStatus {
   nodes: { name: string; netns: string; ip: string; pid: number; ready: boolean }[];
+  waypoints: { pod: string; pid: number; ready: boolean }[];
   pods: { namespace: string; name: string; node: string; ip: string; netns: string }[];
 }
 
@@ -222,9 +223,10 @@ export async function labRestartNode(name: string): Promise<void> {
 
 export function labStatus(): LabStatus {
   const state = readLabState();
-  if (state === undefined) return { nodes: [], pods: [] };
+  if (state === undefined) return { nodes: [], waypoints: [], pods: [] };
   return {
     nodes: state.nodes.map((n) => ({ name: n.name, netns: n.netns, ip: n.ip, pid: n.pid, ready: alive(n.pid) && logHas(n.log, 'ztunnel-ts ready') })),
+    waypoints: (state.waypoints ?? []).map((w) => ({ pod: w.pod, pid: w.pid, ready: alive(w.pid) && logHas(w.log, 'waypoint ready') })),
     pods: state.pods.map((p) => ({ namespace: p.namespace, name: p.name, node: p.node, ip: p.ip, netns: p.netns })),
   };
 }

@@ -4,7 +4,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { type LabState } from '../../src/lab/lab.js';
+import { labStatus, type LabState } from '../../src/lab/lab.js';
 import { probeInPod, startHttpServers } from '../../src/lab/probe-runner.js';
 import { exclusiveLab, labSkipReason, logLines, metricsIn, observeLab, waitFor } from '../helpers/lab-test.js';
 
@@ -39,6 +39,7 @@ const waypointMetrics = (state: LabState): string => metricsIn(state.pods.find((
 t.test('waypoints in a two-node lab', { skip: labSkipReason ?? false }, async (t) => {
   const state = await exclusiveLab(t, MANIFESTS);
   t.equal(state.waypoints?.length, 1, 'the lab runs the waypoint declared in the manifests');
+  t.same(labStatus().waypoints.map((w) => [w.pod, w.ready]), [['bookinfo/waypoint-0', true]], 'lab status shows it ready');
   startHttpServers({ 'bookinfo/reviews-v1': 'v1', 'bookinfo/reviews-v2': 'v2', 'tcp-only/tcp-server': 'tcp-server' });
   await waitFor('http servers', () => load('bookinfo/productpage', '10.244.2.11', 1).ok && load('tcp-only/tcp-client', TCP_SERVER, 1).ok, 15_000);
 
