@@ -69,7 +69,10 @@ t.test('waypoints in a two-node lab', { skip: labSkipReason ?? false }, async (t
       'dst.addr': `${REVIEWS}:9080`,
       'dst.service': 'bookinfo/reviews',
     }, 'the waypoint saw the client pod, its identity and the VIP it addressed');
-    const outbound = logLines(nodeLog(state, 'node-1')).find((l) => l['direction'] === 'outbound' && l['dst.service'] === 'bookinfo/reviews');
+    // A connection is logged when it ends, a moment after the client is gone.
+    const find = (): Record<string, unknown> | undefined => logLines(nodeLog(state, 'node-1')).find((l) => l['direction'] === 'outbound' && l['dst.service'] === 'bookinfo/reviews');
+    await waitFor('the access log line', () => find() !== undefined);
+    const outbound = find();
     t.match(outbound, { 'dst.hbone_addr': '10.244.2.10:15008', 'dst.identity': WAYPOINT_ID, 'dst.workload': 'waypoint-0' }, 'node-1 sent the connection to the waypoint pod over HBONE');
     // The waypoint keeps its upstream streams alive, so they are not in the access log yet: the
     // destination's connection metrics show them as soon as they open.
@@ -83,10 +86,12 @@ t.test('waypoints in a two-node lab', { skip: labSkipReason ?? false }, async (t
   });
 
   t.test('a namespace without a waypoint stays pure L4', async (t) => {
-    const before = logLines(waypointLog(state)).length;
     t.same(load('tcp-only/tcp-client', TCP_SERVER, 5, 'POST', '/admin/users').statuses, { 200: 5 }, 'no L7 policy applies there');
-    t.equal(logLines(waypointLog(state)).length, before, 'the waypoint saw none of it');
-    const outbound = logLines(nodeLog(state, 'node-1')).find((l) => l['direction'] === 'outbound' && l['dst.service'] === 'tcp-only/tcp-server');
+    t.same(logLines(waypointLog(state)).filter((l) => JSON.stringify(l).includes('tcp-only')), [], 'the waypoint saw none of it');
+    // A connection is logged when it ends, a moment after the client is gone.
+    const find = (): Record<string, unknown> | undefined => logLines(nodeLog(state, 'node-1')).find((l) => l['direction'] === 'outbound' && l['dst.service'] === 'tcp-only/tcp-server');
+    await waitFor('the access log line', () => find() !== undefined);
+    const outbound = find();
     t.match(outbound, { 'dst.hbone_addr': '10.244.2.12:15008', 'dst.workload': 'tcp-server' }, 'HBONE straight to the pod');
   });
 
@@ -99,11 +104,14 @@ t.test('waypoints in a two-node lab', { skip: labSkipReason ?? false }, async (t
 
   t.test('observe --lab follows the waypoint too', async (t) => {
     const nodes = observeLab(t, 'bookinfo');
-    await waitFor('flows from the waypoint', () => {
-      if (!nodes.has('bookinfo/waypoint')) load('bookinfo/productpage', REVIEWS, 1);
-      return nodes.has('bookinfo/waypoint');
+    // Keep traffic going until the waypoint's and the client node's followers have both reported (each
+    // subscribes at its own pace).
+    const both = (): boolean => nodes.has('bookinfo/waypoint') && nodes.has('node-1');
+    await waitFor('flows from the waypoint and node-1', () => {
+      if (!both()) load('bookinfo/productpage', REVIEWS, 1);
+      return both();
     }, 30_000);
-    t.ok(nodes.has('node-1'), `the client's node too (${[...nodes].join(', ')})`);
+    t.ok(both(), `events from the waypoint and the client's node (${[...nodes].join(', ')})`);
   });
 
   t.test('removing the namespace label sends traffic straight to the pods, at once', async (t) => {
