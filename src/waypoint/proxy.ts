@@ -48,6 +48,8 @@ interface Refusal {
 interface Forward {
   readonly endpoint: Workload;
   readonly port: number;
+  /** The backend port is declared HTTP/2: send on as h2c. */
+  readonly h2: boolean;
   readonly headers: http.OutgoingHttpHeaders;
   readonly outcome: RequestOutcome;
 }
@@ -143,11 +145,13 @@ export class WaypointProxy {
     this.#open.add(hbone.stream);
     hbone.stream.once('close', () => this.#open.delete(hbone.stream));
     const declared = declaredProtocol(port);
-    // Like Envoy's HTTP codec "auto", a port declared http still speaks either HTTP/1.1 or h2c.
+    // Like Envoy's HTTP codec "auto", a port declared http still speaks either HTTP/1.1 or h2c. A port
+    // declared h2c is read up to its first bytes too: handing an unread stream to the HTTP/2 server
+    // failed with protocol errors (Node 20), the hand-off after a first read does not.
     const protocol: Promise<AppProtocol> =
-      declared === 'tcp' || declared === 'h2c'
+      declared === 'tcp'
         ? Promise.resolve(declared)
-        : sniff(hbone.stream).then((p) => (declared === 'http' && p === 'tcp' ? 'http1' : p));
+        : sniff(hbone.stream).then((p) => (declared === 'h2c' ? 'h2c' : declared === 'http' && p === 'tcp' ? 'http1' : p));
     void protocol.then((p) => {
       if (hbone.stream.destroyed) return record.record({ clientToServer: 0, serverToClient: 0 });
       if (p === 'tcp') return this.#serveTcp(target, record);
@@ -160,7 +164,7 @@ export class WaypointProxy {
         this.#http1.emit('connection', hbone.stream);
       } else {
         const h2c = http2.createServer({}, (req, res) => this.#onRequest(target, req, res));
-        h2c.on('sessionError', () => undefined);
+        h2c.on('sessionError', (err) => this.#in.logger.warn({ err: err.message }, 'h2c session error'));
         h2c.emit('connection', hbone.stream);
       }
     });
@@ -269,7 +273,8 @@ export class WaypointProxy {
     }
     const chosen = this.#endpoint(backend, backendPort, t.workload);
     if ('error' in chosen) return { status: 503, body: 'no healthy upstream\n', outcome: { route, backend: backend?.uid, reason: chosen.error } };
-    return { endpoint: chosen.endpoint, port: chosen.port, outcome: { route, backend: backend?.uid, endpoint: chosen.endpoint }, headers: forwardHeaders(req, host, hbone.src.ip, modifier) };
+    const h2 = declaredProtocol(backend?.ports.find((p) => p.port === backendPort)) === 'h2c';
+    return { endpoint: chosen.endpoint, port: chosen.port, h2, outcome: { route, backend: backend?.uid, endpoint: chosen.endpoint }, headers: forwardHeaders(req, host, hbone.src.ip, modifier) };
   }
 
   /** One HTTP request: policy, route, backend, endpoint, forward; every outcome is logged and counted. */
@@ -282,6 +287,7 @@ export class WaypointProxy {
     };
     const d = this.#decide(t, req, info, host, remoteIp);
     if ('status' in d) return reply(d.status, d.body, d.outcome);
+    if (d.h2) return this.#forwardH2(req, res, d, reply, done);
     const upstream = http.request({
       method: info.method,
       path: req.url ?? '/',
@@ -306,6 +312,37 @@ export class WaypointProxy {
     });
     req.on('error', () => upstream.destroy());
     (req as NodeJS.ReadableStream).pipe(upstream);
+  }
+
+  /**
+   * To a backend port declared HTTP/2 (http2, grpc, h2c), requests go on as HTTP/2 (h2c on the upstream
+   * connection), so what HTTP/1.1 cannot carry survives: trailers (gRPC's status) and `te: trailers`.
+   */
+  #forwardH2(req: HttpRequest, res: HttpResponse, d: Forward, reply: (status: number, body: string, outcome: RequestOutcome) => void, done: (status: number, outcome: RequestOutcome) => void): void {
+    const { host, ...rest } = d.headers;
+    const headers: http2.OutgoingHttpHeaders = { ...rest, ':method': req.method ?? 'GET', ':path': req.url ?? '/', ':scheme': 'http', ':authority': String(host) };
+    if (req.headers.te === 'trailers') headers['te'] = 'trailers';
+    this.#in.upstreams.h2SessionFor(d.endpoint, d.port).then(
+      (session) => {
+        const up = session.request(headers);
+        up.on('response', (h) => {
+          const out: http2.OutgoingHttpHeaders = {};
+          for (const [k, v] of Object.entries(h)) if (!k.startsWith(':') && !HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
+          const status = Number(h[':status'] ?? 502);
+          res.writeHead(status, out);
+          up.on('trailers', (trailers) => res.addTrailers(Object.fromEntries(Object.entries(trailers).filter(([k]) => !k.startsWith(':'))) as Record<string, string>));
+          up.pipe(res as NodeJS.WritableStream);
+          up.once('end', () => done(status, d.outcome));
+        });
+        up.on('error', (err) => {
+          if (!res.headersSent) reply(503, 'upstream connect error\n', { ...d.outcome, reason: err.message });
+          else res.destroy();
+        });
+        req.on('error', () => up.close(http2.constants.NGHTTP2_CANCEL));
+        (req as NodeJS.ReadableStream).pipe(up);
+      },
+      (err: Error) => reply(503, 'upstream connect error\n', { ...d.outcome, reason: err.message }),
+    );
   }
 
   /**

@@ -1,6 +1,7 @@
 // How the waypoint reaches an endpoint: HBONE with its own identity to a captured pod, plain TCP to a pod
 // outside the mesh; and a keep-alive http.Agent per endpoint so HTTP requests reuse those streams.
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { formatAddress, newTraceparent, type SocketAddress } from '../hbone/headers.js';
@@ -18,6 +19,8 @@ export interface UpstreamOptions {
 export class Upstreams {
   readonly #opts: UpstreamOptions;
   readonly #agents = new Map<string, { agent: http.Agent; endpoint: Workload }>();
+  /** HTTP/2 (h2c) sessions to endpoints, for HTTP/2 clients: one per endpoint address, many streams each. */
+  readonly #sessions = new Map<string, { session: Promise<http2.ClientHttp2Session>; endpoint: Workload }>();
 
   constructor(opts: UpstreamOptions) {
     this.#opts = opts;
@@ -59,18 +62,45 @@ export class Upstreams {
     return agent;
   }
 
-  /** Drops the agents (and their idle connections) of endpoints that are gone or changed identity. */
+  /** An h2c session to endpoint:port over one upstream connection; a failed or closed one is replaced. */
+  h2SessionFor(endpoint: Workload, port: number): Promise<http2.ClientHttp2Session> {
+    const key = `${endpoint.identity}|${endpoint.captured ? 'hbone' : 'tcp'}|${formatAddress({ ip: endpoint.ip, port })}`;
+    const existing = this.#sessions.get(key);
+    if (existing !== undefined) return existing.session;
+    const session = this.open(endpoint, port).then((stream) => {
+      const s = http2.connect(`http://${formatAddress({ ip: endpoint.ip, port })}`, { createConnection: () => stream });
+      const forget = (): void => {
+        if (this.#sessions.get(key)?.session === session) this.#sessions.delete(key);
+      };
+      s.on('error', forget);
+      s.on('goaway', forget);
+      s.on('close', forget);
+      return s;
+    });
+    session.catch(() => this.#sessions.delete(key));
+    this.#sessions.set(key, { session, endpoint });
+    return session;
+  }
+
+  /** Drops the agents and sessions (and their connections) of endpoints that are gone or changed identity. */
   retain(stillThere: (endpoint: Workload) => boolean): void {
     for (const [key, { agent, endpoint }] of this.#agents) {
       if (stillThere(endpoint)) continue;
       agent.destroy();
       this.#agents.delete(key);
     }
+    for (const [key, { session, endpoint }] of this.#sessions) {
+      if (stillThere(endpoint)) continue;
+      session.then((s) => s.destroy(), () => undefined);
+      this.#sessions.delete(key);
+    }
   }
 
   close(): void {
     for (const { agent } of this.#agents.values()) agent.destroy();
     this.#agents.clear();
+    for (const { session } of this.#sessions.values()) session.then((s) => s.destroy(), () => undefined);
+    this.#sessions.clear();
   }
 }
 

@@ -61,6 +61,14 @@ spec:
   selector: { app: echo }
   ports: [{ name: tcp-raw, port: 7000, targetPort: 8080 }, { name: undeclared, port: 7001, targetPort: 8080 }]
 ---
+apiVersion: v1
+kind: Service
+metadata: { name: greeter, namespace: app, labels: { istio.io/use-waypoint: waypoint } }
+spec:
+  clusterIP: 10.96.217.40
+  selector: { app: reviews, version: v1 }
+  ports: [{ name: grpc, port: 9090, targetPort: 9090 }]
+---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: { name: reviews, namespace: app }
@@ -204,6 +212,35 @@ t.test('a service with a waypoint: canary split, path route, L7 deny, waypoint-o
   t.match(JSON.parse(viaH2.body), { name: 'v2', path: '/beta/h2' }, 'and routed by path to v2');
   t.equal((await h2get('POST', '/admin')).status, 403, 'h2c POST /admin denied');
 
+  // gRPC (HTTP/2 to a port declared grpc): sent on as HTTP/2, so the trailers carrying its status arrive.
+  const grpc = http2.createServer();
+  grpc.on('stream', (stream, headers) => {
+    stream.on('data', () => undefined);
+    stream.on('end', () => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'x-te': String(headers['te']), 'x-xff': String(headers['x-forwarded-for']) }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'grpc-message': 'ok' }));
+      stream.end('hello');
+    });
+  });
+  await new Promise<void>((r) => grpc.listen(9090, podIp(plan, 2, 11), r));
+  t.teardown(() => grpc.close());
+  const grpcSocket = await socksConnect(mesh.node1, client, '10.96.217.40', 9090);
+  const grpcSession = http2.connect('http://10.96.217.40:9090', { createConnection: () => grpcSocket });
+  t.teardown(() => grpcSession.destroy());
+  const call = await new Promise<{ headers: http2.IncomingHttpHeaders; body: string; trailers: http2.IncomingHttpHeaders }>((resolve, reject) => {
+    const s = grpcSession.request({ ':method': 'POST', ':path': '/greeter.Greeter/SayHello', 'content-type': 'application/grpc', te: 'trailers' });
+    let headers: http2.IncomingHttpHeaders = {};
+    let body = '';
+    s.on('response', (h) => (headers = h));
+    s.on('data', (c: Buffer) => (body += String(c)));
+    s.on('trailers', (trailers) => resolve({ headers, body, trailers }));
+    s.on('error', reject);
+    s.end('request');
+  });
+  t.match(call.headers, { ':status': 200, 'content-type': 'application/grpc', 'x-te': 'trailers', 'x-xff': client }, 'gRPC through the waypoint: te: trailers and the client in X-Forwarded-For');
+  t.equal(call.body, 'hello');
+  t.match(call.trailers, { 'grpc-status': '0', 'grpc-message': 'ok' }, 'and its status in the trailers');
+
   // TCP through the waypoint: a port declared tcp, and an undeclared one whose first bytes are not HTTP.
   const echo = await startEcho(podIp(plan, 2, 1));
   const echoB = await startEcho(podIp(plan, 2, 2));
@@ -248,7 +285,7 @@ spec:
     services: { uid: string; routes: string[] }[];
     policies: { name: string }[];
   };
-  t.same(dump.services.map((s) => [s.uid, s.routes]).sort(), [['app/raw', []], ['app/reviews', ['app/reviews']]], 'config_dump: the services it serves and their routes');
+  t.same(dump.services.map((s) => [s.uid, s.routes]).sort(), [['app/greeter', []], ['app/raw', []], ['app/reviews', ['app/reviews']]], 'config_dump: the services it serves and their routes');
   t.same(dump.policies.map((p) => p.name), ['no-admin-writes', 'raw-off'], 'config_dump: its policies (the selector policy is ztunnel\'s)');
   const deniedLog = logs.find((l) => l['msg'] === 'request failed' && l['response_code'] === 403);
   t.match(deniedLog, { reporter: 'waypoint', method: 'POST', path: '/admin/users', 'src.identity': 'spiffe://cluster.local/ns/app/sa/client' }, 'the denial is in the access log with the client identity');
