@@ -152,7 +152,7 @@ export class WaypointProxy {
       declared === 'tcp'
         ? Promise.resolve(declared)
         : sniff(hbone.stream).then((p) => (declared === 'h2c' ? 'h2c' : declared === 'http' && p === 'tcp' ? 'http1' : p));
-    void protocol.then((p) => {
+    protocol.then((p) => {
       if (hbone.stream.destroyed) return record.record({ clientToServer: 0, serverToClient: 0 });
       if (p === 'tcp') return this.#serveTcp(target, record);
       const bytes = { in: 0, out: 0 };
@@ -167,6 +167,11 @@ export class WaypointProxy {
         h2c.on('sessionError', (err) => this.#in.logger.warn({ err: err.message }, 'h2c session error'));
         h2c.emit('connection', hbone.stream);
       }
+    }).catch((err: Error) => {
+      // Never a crash for what one peer sent: that connection ends, and says why.
+      this.#in.logger.warn({ err: err.message, src: formatAddress(hbone.src) }, 'waypoint connection failed');
+      record.record({ clientToServer: 0, serverToClient: 0, error: err, flag: 'CONNECTION_FAILURE' });
+      hbone.stream.destroy();
     });
   }
 
@@ -322,8 +327,10 @@ export class WaypointProxy {
     const { host, ...rest } = d.headers;
     const headers: http2.OutgoingHttpHeaders = { ...rest, ':method': req.method ?? 'GET', ':path': req.url ?? '/', ':scheme': 'http', ':authority': String(host) };
     if (req.headers.te === 'trailers') headers['te'] = 'trailers';
-    this.#in.upstreams.h2SessionFor(d.endpoint, d.port).then(
-      (session) => {
+    this.#in.upstreams
+      .h2SessionFor(d.endpoint, d.port)
+      .then((session) => {
+        // request() throws on a session that is closing: that, too, ends this request only.
         const up = session.request(headers);
         up.on('response', (h) => {
           const out: http2.OutgoingHttpHeaders = {};
@@ -340,9 +347,11 @@ export class WaypointProxy {
         });
         req.on('error', () => up.close(http2.constants.NGHTTP2_CANCEL));
         (req as NodeJS.ReadableStream).pipe(up);
-      },
-      (err: Error) => reply(503, 'upstream connect error\n', { ...d.outcome, reason: err.message }),
-    );
+      })
+      .catch((err: Error) => {
+        if (!res.headersSent) reply(503, 'upstream connect error\n', { ...d.outcome, reason: err.message });
+        else res.destroy();
+      });
   }
 
   /**
@@ -359,19 +368,20 @@ export class WaypointProxy {
     const headers = { ...d.headers, connection: 'upgrade', upgrade: String(req.headers.upgrade ?? '') };
     const lines = [`${info.method} ${req.url ?? '/'} HTTP/1.1`];
     for (const [k, v] of Object.entries(headers)) for (const one of Array.isArray(v) ? v : [v]) if (one !== undefined) lines.push(`${k}: ${String(one)}`);
-    this.#in.upstreams.open(d.endpoint, d.port, t.hbone.src).then(
-      (upstream) => {
-        upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
-        if (head.length > 0) upstream.write(head);
+    this.#in.upstreams
+      .open(d.endpoint, d.port, t.hbone.src)
+      .then((upstream) => {
+        // Copying starts first, so every error of either side has its handler before any write.
+        copyBidirectional(client, upstream).catch(() => undefined);
         // The status line of the answer, for the log; the bytes themselves go through untouched.
         upstream.once('data', (c: Buffer) => done(Number(/^HTTP\/1\.[01] (\d{3})/.exec(c.toString('latin1', 0, 16))?.[1] ?? 502), d.outcome));
-        copyBidirectional(client, upstream).catch(() => undefined);
-      },
-      (err: Error) => {
+        upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
+        if (head.length > 0) upstream.write(head);
+      })
+      .catch((err: Error) => {
         client.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
         done(503, { ...d.outcome, reason: err.message });
-      },
-    );
+      });
   }
 
   /** An endpoint of service (port mapped to its target port), or the addressed workload itself. */
