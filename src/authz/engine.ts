@@ -6,6 +6,7 @@ import type { StoredPolicy } from '../model/types.js';
 import type { AuthzDecision, AuthzRequest, Authorizer } from './hook.js';
 import { applicablePolicies, evaluate, type Decision } from './evaluate.js';
 import type { Authorization } from './model.js';
+import { PolicyProblemLog } from './problem-log.js';
 import { DEFAULT_ROOT_NAMESPACE, translatePolicy, type TranslatedPolicy } from './translate.js';
 
 export interface PolicyEngineOptions {
@@ -17,16 +18,14 @@ export interface PolicyEngineOptions {
 export class PolicyEngine implements Authorizer {
   readonly #state: State;
   readonly #root: string;
-  readonly #logger: Logger | undefined;
-  /** What was last logged per policy, so warnings appear once per version of a policy. */
-  readonly #logged = new Map<string, string>();
+  readonly #problems: PolicyProblemLog;
   #translated: TranslatedPolicy[] = [];
   #enforced: Authorization[] = [];
 
   constructor(opts: PolicyEngineOptions) {
     this.#state = opts.state;
     this.#root = opts.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
-    this.#logger = opts.logger;
+    this.#problems = new PolicyProblemLog(opts.logger);
     this.#load(this.#state.policies);
     this.#state.on('change', (s) => this.#load(s.policies));
   }
@@ -60,20 +59,6 @@ export class PolicyEngine implements Authorizer {
   #load(stored: readonly StoredPolicy[]): void {
     this.#translated = stored.map((p) => translatePolicy(p, this.#root));
     this.#enforced = this.#translated.flatMap((t) => (t.authorization === undefined ? [] : [t.authorization]));
-    const seen = new Set<string>();
-    for (const [i, t] of this.#translated.entries()) {
-      const key = `${t.namespace}/${t.name}`;
-      seen.add(key);
-      const version = JSON.stringify(stored[i]?.object);
-      if (this.#logged.get(key) === version) continue;
-      this.#logged.set(key, version);
-      if (t.error !== undefined) {
-        this.#logger?.error({ policy: key, file: t.origin, field: t.error }, `authorization policy ${key} in ${t.origin} is malformed: ${t.error}; enforced fail-closed`);
-      }
-      for (const w of t.warnings) {
-        if (t.error === undefined) this.#logger?.warn({ policy: key, file: t.origin }, `authorization policy ${key}: ${w}`);
-      }
-    }
-    for (const key of [...this.#logged.keys()]) if (!seen.has(key)) this.#logged.delete(key);
+    this.#problems.report(stored, this.#translated);
   }
 }

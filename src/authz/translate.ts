@@ -115,12 +115,13 @@ export function translatePolicy(p: StoredPolicy, rootNamespace = DEFAULT_ROOT_NA
   };
 }
 
+/** A targetRef with its group defaulted as the CRD does: core for a Service, the Gateway API otherwise. */
+function targetRef(group: string | undefined, kind: string, name: string): TargetRef {
+  return { group: group ?? (kind === 'Service' ? '' : 'gateway.networking.k8s.io'), kind, name };
+}
+
 function targetRefsOf(spec: { targetRef?: { group?: string | undefined; kind: string; name: string } | undefined; targetRefs?: { group?: string | undefined; kind: string; name: string }[] | undefined }): TargetRef[] {
-  return [...(spec.targetRef === undefined ? [] : [spec.targetRef]), ...(spec.targetRefs ?? [])].map((r) => ({
-    group: r.group ?? (r.kind === 'Service' ? '' : 'gateway.networking.k8s.io'),
-    kind: r.kind,
-    name: r.name,
-  }));
+  return [...(spec.targetRef === undefined ? [] : [spec.targetRef]), ...(spec.targetRefs ?? [])].map((r) => targetRef(r.group, r.kind, r.name));
 }
 
 /** A malformed policy must not widen access: a DENY denies everything in its scope, an ALLOW allows nothing. */
@@ -129,7 +130,7 @@ function failClosed(p: StoredPolicy, rawSpec: unknown, enforcer: Enforcer = 'ztu
   const refs = [raw.targetRef, ...(Array.isArray(raw.targetRefs) ? (raw.targetRefs as unknown[]) : [])].flatMap((r) => {
     const o = r as { group?: unknown; kind?: unknown; name?: unknown } | undefined;
     return typeof o?.kind === 'string' && typeof o.name === 'string'
-      ? [{ group: typeof o.group === 'string' ? o.group : o.kind === 'Service' ? '' : 'gateway.networking.k8s.io', kind: o.kind, name: o.name }]
+      ? [targetRef(typeof o.group === 'string' ? o.group : undefined, o.kind, o.name)]
       : [];
   });
   if (enforcer === 'waypoint') {

@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import { evaluate, type Decision } from '../authz/evaluate.js';
 import type { Authorization, AuthzConnection, TargetRef } from '../authz/model.js';
+import { PolicyProblemLog } from '../authz/problem-log.js';
 import { translatePolicy, type TranslatedPolicy } from '../authz/translate.js';
 import type { State } from '../model/state.js';
 import type { Service, Waypoint } from '../model/types.js';
@@ -15,15 +16,14 @@ export class WaypointPolicies {
   readonly #state: State;
   readonly #root: string;
   readonly #waypoint: Pick<Waypoint, 'name' | 'namespace'>;
-  readonly #logger: Logger | undefined;
-  readonly #logged = new Map<string, string>();
+  readonly #problems: PolicyProblemLog;
   #translated: TranslatedPolicy[] = [];
 
   constructor(opts: { state: State; rootNamespace: string; waypoint: Pick<Waypoint, 'name' | 'namespace'>; logger?: Logger }) {
     this.#state = opts.state;
     this.#root = opts.rootNamespace;
     this.#waypoint = opts.waypoint;
-    this.#logger = opts.logger;
+    this.#problems = new PolicyProblemLog(opts.logger);
     this.#load();
     this.#state.on('change', () => this.#load());
   }
@@ -59,14 +59,7 @@ export class WaypointPolicies {
   #load(): void {
     const stored = this.#state.policies;
     this.#translated = stored.map((p) => translatePolicy(p, this.#root, 'waypoint'));
-    for (const [i, t] of this.#translated.entries()) {
-      if (t.authorization === undefined && t.error === undefined) continue; // ztunnel's, not ours
-      const key = `${t.namespace}/${t.name}`;
-      const version = JSON.stringify(stored[i]?.object);
-      if (this.#logged.get(key) === version) continue;
-      this.#logged.set(key, version);
-      if (t.error !== undefined) this.#logger?.error({ policy: key, file: t.origin }, `authorization policy ${key} in ${t.origin} is malformed: ${t.error}; enforced fail-closed`);
-      else for (const w of t.warnings) this.#logger?.warn({ policy: key, file: t.origin }, `authorization policy ${key}: ${w}`);
-    }
+    // Policies without targetRefs are ztunnel's: the daemons report them.
+    this.#problems.report(stored, this.#translated, (t) => t.authorization !== undefined || t.error !== undefined);
   }
 }

@@ -45,7 +45,7 @@ export class Upstreams {
 
   /** Keep-alive agent whose connections are opened by open(); one per endpoint address. */
   agentFor(endpoint: Workload, port: number): http.Agent {
-    const key = `${endpoint.identity}|${endpoint.captured ? 'hbone' : 'tcp'}|${formatAddress({ ip: endpoint.ip, port })}`;
+    const key = endpointKey(endpoint, port);
     let agent = this.#agents.get(key)?.agent;
     if (agent === undefined) {
       agent = new http.Agent({ keepAlive: true, maxSockets: 100, maxFreeSockets: 16 });
@@ -64,7 +64,7 @@ export class Upstreams {
 
   /** An h2c session to endpoint:port over one upstream connection; a failed or closed one is replaced. */
   h2SessionFor(endpoint: Workload, port: number): Promise<http2.ClientHttp2Session> {
-    const key = `${endpoint.identity}|${endpoint.captured ? 'hbone' : 'tcp'}|${formatAddress({ ip: endpoint.ip, port })}`;
+    const key = endpointKey(endpoint, port);
     const existing = this.#sessions.get(key);
     if (existing !== undefined) return existing.session;
     const session = this.open(endpoint, port).then((stream) => {
@@ -115,6 +115,11 @@ function asAgentSocket(s: Duplex): Duplex {
     if (typeof o[name] !== 'function') o[name] = () => s;
   }
   return s;
+}
+
+/** One agent or session per endpoint address, identity and way of reaching it. */
+function endpointKey(endpoint: Workload, port: number): string {
+  return `${endpoint.identity}|${endpoint.captured ? 'hbone' : 'tcp'}|${formatAddress({ ip: endpoint.ip, port })}`;
 }
 
 type WriteCallback = (err?: Error | null) => void;
