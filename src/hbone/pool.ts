@@ -7,7 +7,11 @@
 //  - At most one new connection per key is being made at a time: a burst of first requests waits for
 //    that one, and a second connection is opened only when the first has no stream slot left.
 //  - A session carries at most maxStreams streams; slots are reserved synchronously before any await.
-//  - A session that received GOAWAY, errored or closed is never handed out again.
+//  - A session that received GOAWAY, errored, timed out or closed, or whose TCP peer sent FIN, is never
+//    handed out again. HTTP/2 has no half-close of the connection: the outer socket is not half-open,
+//    so a peer's FIN (a daemon that died) closes the session and cancels its streams at once.
+//  - Every stream the pool creates has an 'error' listener for its whole life, so a session destroyed
+//    with an error (PING timeout) ends its streams without an unhandled 'error' event.
 //  - A session with no stream for idleMs is closed.
 import http2 from 'node:http2';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
@@ -108,6 +112,8 @@ export class HbonePool {
       this.#release(pooled);
       throw new HboneError('HBONE_SESSION', `hbone request failed: ${(err as Error).message}`, { cause: err });
     }
+    // Kept for the stream's whole life: copy and the response wait add their own, and may remove theirs.
+    stream.on('error', (err) => this.#opts.logger.debug({ err: err.message, key: pooled.key }, 'hbone stream error'));
     stream.once('close', () => this.#release(pooled));
     return this.#awaitResponse(stream, opts, signal);
   }
@@ -153,7 +159,7 @@ export class HbonePool {
     const k = poolKeyString(key);
     for (;;) {
       if (this.#closed) throw new HboneError('HBONE_POOL_CLOSED', 'hbone pool is closed');
-      const free = this.#sessions.get(k)?.find((s) => s.usable && s.active < this.#maxStreams);
+      const free = this.#sessions.get(k)?.find((s) => s.usable && !s.session.closed && !s.session.destroyed && s.active < this.#maxStreams);
       if (free !== undefined) {
         free.active += 1;
         clearTimeout(free.idleTimer);
@@ -190,6 +196,8 @@ export class HbonePool {
     const { certs, dial, logger, timeouts } = this.#opts;
     const svid = await certs.get(key.srcIdentity);
     const raw = await dial(key.nextHop, key.srcIp, signal);
+    // Not half-open: a FIN from the peer ends the HTTP/2 connection (the TLS socket inherits this).
+    raw.allowHalfOpen = false;
     const expected = new Set(key.dstIdentities);
     const tlsSocket = tls.connect({
       socket: raw,
@@ -243,11 +251,20 @@ export class HbonePool {
       if (list.length === 0) this.#sessions.delete(k);
       else this.#sessions.set(k, list);
     };
-    session.on('error', (err) => logger.debug({ err: err.message, key: k }, 'hbone client session error'));
-    session.on('goaway', () => {
+    const unusable = (): void => {
       pooled.usable = false;
+    };
+    session.on('error', (err) => {
+      unusable();
+      logger.debug({ err: err.message, key: k }, 'hbone client session error');
     });
+    session.on('goaway', unusable);
     session.on('close', retire);
+    tlsSocket.once('end', () => {
+      unusable();
+      logger.debug({ key: k }, 'hbone peer closed the connection');
+    });
+    tlsSocket.once('close', unusable);
     session.once('connect', () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
     keepAlive(session, timeouts);
     const list = this.#sessions.get(k) ?? [];

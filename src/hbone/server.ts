@@ -104,6 +104,10 @@ export class HboneServer {
     if (socket.destroyed) return;
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
+    // Listeners accept half-open sockets (plain TCP needs that), but HTTP/2 has no half-close: a client
+    // that sends FIN without GOAWAY is gone, and a half-open session would hold this socket and every
+    // stream's upstream forever (CLOSE-WAIT). The TLS socket inherits this.
+    socket.allowHalfOpen = false;
     this.#serverFor(identity, svid).emit('connection', socket);
   }
 

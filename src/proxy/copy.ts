@@ -2,8 +2,9 @@
 // (an end in one direction ends only that direction), and any error or reset on one side resets the
 // other (TCP RST, or RST_STREAM CANCEL for an HTTP/2 stream).
 //
-// Node delivers a received RST_STREAM as 'end' first and 'aborted' later, so a reset HTTP/2 stream
-// reaches the TCP side as a FIN followed by a RST; a peer that only reads sees the FIN.
+// A reset HTTP/2 stream (RST_STREAM from the peer, or its session gone) emits 'aborted' before the 'end'
+// that pipe() would carry as a FIN, so 'aborted' is taken as the reset: the TCP side gets a RST, never
+// a clean FIN that a client could take for a complete response.
 import { constants as h2 } from 'node:http2';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -77,6 +78,12 @@ export function copyBidirectional(a: Duplex, b: Duplex, progress: CopyProgress =
     b.on('error', onError);
     a.once('close', onClose(a));
     b.once('close', onClose(b));
+    const onAborted = (side: Duplex) => (): void => {
+      const rstCode = (side as Duplex & { rstCode?: number }).rstCode;
+      if (rstCode !== undefined && rstCode !== h2.NGHTTP2_NO_ERROR) finish(new Error(`stream reset (code ${rstCode})`));
+    };
+    a.once('aborted', onAborted(a));
+    b.once('aborted', onAborted(b));
     direction(a, b, (n) => (progress.aToB += n));
     direction(b, a, (n) => (progress.bToA += n));
   });

@@ -10,6 +10,7 @@ import { ConnectionRecord } from '../telemetry/access-log.js';
 import { copyBidirectional, type CopyProgress } from './copy.js';
 import { ProxyError } from './errors.js';
 import type { ProxyInputs } from './inputs.js';
+import { recursionReason } from './recursion.js';
 
 export interface InboundOpen {
   readonly upstream: net.Socket;
@@ -21,6 +22,7 @@ export interface InboundOpen {
 function statusFor(err: unknown): number {
   if (err instanceof ProxyError) {
     if (err.code === 'PROXY_DENIED') return 401;
+    if (err.code === 'PROXY_RECURSION') return 400;
     if (err.code === 'PROXY_UNKNOWN_TARGET' || err.code === 'PROXY_UPSTREAM_CONNECT') return 503;
   }
   return 503;
@@ -35,6 +37,8 @@ export function flagFor(err: unknown): string {
         return 'NO_ROUTE';
       case 'PROXY_UPSTREAM_CONNECT':
         return 'UPSTREAM_CONNECT';
+      case 'PROXY_RECURSION':
+        return 'RECURSION';
       default:
         return err.code;
     }
@@ -63,6 +67,11 @@ export class InboundProxy {
     const workload = this.localWorkload(dst.ip);
     if (workload === undefined) {
       throw new ProxyError('PROXY_UNKNOWN_TARGET', `no captured workload at ${dst.ip} on node ${this.#pi.nodeName}`);
+    }
+    const loop = recursionReason(this.#pi.state, this.#pi.nodeName, dst);
+    if (loop !== undefined) {
+      logger.warn({ src: formatAddress(src), srcIdentity: srcIdentity ?? null, dst: formatAddress(dst), reason: loop }, 'connection refused: it would loop');
+      throw new ProxyError('PROXY_RECURSION', loop);
     }
     const request: AuthzRequest = { src, dst, srcIdentity, dstWorkload: workload };
     const decision = authorizer.authorize(request);

@@ -2,9 +2,7 @@
 import type { SocketAddress } from '../hbone/headers.js';
 import type { State } from '../model/state.js';
 import type { Service, Workload } from '../model/types.js';
-
-/** Ports of the daemon itself: connections to them through the capture path are refused (no loops). */
-export const DAEMON_PORTS: ReadonlySet<number> = new Set([15001, 15006, 15008]);
+import { recursionReason } from './recursion.js';
 
 export type OutboundRequest =
   /** HBONE to the destination's node (the pod IP on port 15008). */
@@ -40,10 +38,9 @@ export interface OutboundContext {
 const randomPick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)] as T;
 
 export function buildOutboundRequest(ctx: OutboundContext, src: Workload, dst: SocketAddress): OutboundRequest {
-  const nodeIp = ctx.state.node(ctx.nodeName)?.ip;
-  if (DAEMON_PORTS.has(dst.port) && (dst.ip === nodeIp || dst.ip === src.ip)) {
-    return { kind: 'reject', reason: `destination ${dst.ip}:${dst.port} is the daemon itself`, flag: 'RECURSION' };
-  }
+  // The source is a captured pod, so its own daemon ports are covered too.
+  const loop = recursionReason(ctx.state, ctx.nodeName, dst);
+  if (loop !== undefined) return { kind: 'reject', reason: loop, flag: 'RECURSION' };
   const service = ctx.state.serviceByVip(dst.ip);
   if (service !== undefined) {
     if (service.waypoint !== undefined && src.implementsWaypoint !== service.waypoint) {
@@ -103,6 +100,9 @@ function toWorkload(
   target: SocketAddress,
   service: Service | undefined,
 ): OutboundRequest {
+  // A service whose target port is a daemon port would loop as surely as a direct connection.
+  const loop = recursionReason(ctx.state, ctx.nodeName, target);
+  if (loop !== undefined) return { kind: 'reject', reason: loop, flag: 'RECURSION' };
   if (workload === undefined || !workload.captured) return { kind: 'tcp', target, dstWorkload: workload, service };
   if (workload.node === ctx.nodeName) return { kind: 'local', target, dstWorkload: workload, service };
   return {

@@ -48,7 +48,7 @@ export class Upstreams {
     const key = endpointKey(endpoint, port);
     let agent = this.#agents.get(key)?.agent;
     if (agent === undefined) {
-      agent = new http.Agent({ keepAlive: true, maxSockets: 100, maxFreeSockets: 16 });
+      agent = new ReuseCheckedAgent({ keepAlive: true, maxSockets: 100, maxFreeSockets: 16 });
       const createConnection = (_opts: unknown, done: (err: Error | null, socket?: Duplex) => void): undefined => {
         this.open(endpoint, port).then(
           (s) => done(null, asAgentSocket(s)),
@@ -101,6 +101,31 @@ export class Upstreams {
     this.#agents.clear();
     for (const { session } of this.#sessions.values()) session.then((s) => s.destroy(), () => undefined);
     this.#sessions.clear();
+  }
+}
+
+/**
+ * A keep-alive agent that never hands out a connection the far side has ended: a backend that died (or a
+ * daemon that reset the stream) leaves a free socket that is readable-ended but not yet closed, and a
+ * request written to it would hang. Such a socket is dropped when it becomes free, and a free socket
+ * that ends while it waits is destroyed at once.
+ */
+class ReuseCheckedAgent extends http.Agent {
+  readonly #onEnd = new WeakMap<Duplex, () => void>();
+
+  override keepSocketAlive(socket: Duplex): boolean {
+    if (socket.destroyed || socket.readableEnded || socket.writableEnded) return false;
+    const onEnd = (): void => void socket.destroy();
+    this.#onEnd.set(socket, onEnd);
+    socket.once('end', onEnd);
+    // Documented to return whether to keep the socket; @types/node declares it void.
+    return (super.keepSocketAlive(socket) as unknown) !== false;
+  }
+
+  override reuseSocket(socket: Duplex, req: http.ClientRequest): void {
+    const onEnd = this.#onEnd.get(socket);
+    if (onEnd !== undefined) socket.off('end', onEnd);
+    super.reuseSocket(socket, req);
   }
 }
 

@@ -24,10 +24,7 @@ spec:
   - from: [{ source: { notPrincipals: ["*"] } }]
 `;
 
-/**
- * Resolves once the connection is gone. A reset HTTP/2 stream reaches a reading client as a FIN before
- * the RST (see src/proxy/copy.ts), so keep writing: a write into the reset connection ends it.
- */
+/** Resolves once the connection is gone; it keeps writing, so a connection that is only half-closed ends too. */
 function closedWhileProbing(s: net.Socket): Promise<void> {
   s.on('error', () => undefined);
   return new Promise((resolve) => {

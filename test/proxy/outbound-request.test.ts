@@ -30,3 +30,23 @@ t.test('a service with no endpoints is rejected, not passed through', async (t) 
   s.replace(translate(parseManifestText('m.yaml', meshManifests(plan).replace('selector: { app: echo }', 'selector: { app: nobody }')), { trustDomain: 'cluster.local' }));
   t.match(buildOutboundRequest({ ...ctx, state: s }, client, { ip: vip(plan), port: 80 }), { kind: 'reject', flag: 'NO_HEALTHY_UPSTREAM' });
 });
+
+t.test('regression: connections to a daemon port loop back into a daemon and are refused on outbound', async (t) => {
+  const loops: [string, { ip: string; port: number }][] = [
+    ['the node address', { ip: '127.202.1.254', port: 15001 }],
+    ['the client pod itself', { ip: podIp(plan, 1, 1), port: 15006 }],
+    ["another local pod's :15008", { ip: podIp(plan, 1, 2), port: 15008 }],
+    ["a remote captured pod's :15008", { ip: podIp(plan, 2, 1), port: 15008 }],
+  ];
+  for (const [what, dst] of loops) {
+    t.match(buildOutboundRequest(ctx, client, dst), { kind: 'reject', flag: 'RECURSION' }, what);
+  }
+  // Not the daemon: a pod outside the mesh may serve 15008, and other ports of captured pods are fine.
+  t.match(buildOutboundRequest(ctx, client, { ip: podIp(plan, 2, 3), port: 15008 }), { kind: 'tcp' }, 'a non-mesh pod on 15008');
+  t.match(buildOutboundRequest(ctx, client, { ip: podIp(plan, 1, 2), port: 15009 }), { kind: 'local' }, 'a local pod on another port');
+  const viaService = new State();
+  viaService.replace(
+    translate(parseManifestText('m.yaml', meshManifests(plan).replace('targetPort: http', 'targetPort: 15008')), { trustDomain: 'cluster.local' }),
+  );
+  t.match(buildOutboundRequest({ ...ctx, state: viaService }, client, { ip: vip(plan), port: 80 }), { kind: 'reject', flag: 'RECURSION' }, 'a service whose target port is 15008');
+});

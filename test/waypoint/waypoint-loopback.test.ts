@@ -5,27 +5,15 @@ import { appendFileSync } from 'node:fs';
 import type http from 'node:http';
 import http2 from 'node:http2';
 import t from 'tap';
-import { waypointConfigFromFlags } from '../../src/config/waypoint-config.js';
-import { WaypointApp } from '../../src/waypoint/waypoint-app.js';
 import { agentVia, request, startNamedHttp } from '../helpers/http-via.js';
 import { exchange, podIp, roundTrip, socksConnect, startEcho, startMesh } from '../helpers/loopback.js';
+import { startLoopbackWaypoint, waypointManifests } from '../helpers/waypoint.js';
 
 const plan = { net: 217 };
 const WAYPOINT_IP = podIp(plan, 2, 50);
 const REVIEWS_VIP = '10.96.217.20';
 
-const extra = `---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: { name: waypoint, namespace: app }
-spec: { gatewayClassName: istio-waypoint, listeners: [{ name: mesh, port: 15008, protocol: HBONE }] }
----
-apiVersion: v1
-kind: Pod
-metadata: { name: waypoint-0, namespace: app, labels: { gateway.networking.k8s.io/gateway-name: waypoint } }
-spec: { nodeName: node-2, serviceAccountName: waypoint }
-status: { podIP: ${WAYPOINT_IP} }
----
+const extra = `${waypointManifests(WAYPOINT_IP)}---
 apiVersion: v1
 kind: Pod
 metadata: { name: reviews-v1, namespace: app, labels: { app: reviews, version: v1 } }
@@ -115,22 +103,7 @@ t.test('a service with a waypoint: canary split, path route, L7 deny, waypoint-o
   t.teardown(() => mesh.close());
   const servers: http.Server[] = [await startNamedHttp(podIp(plan, 2, 11), 9080, 'v1'), await startNamedHttp(podIp(plan, 1, 12), 9080, 'v2')];
   t.teardown(() => servers.forEach((s) => s.close()));
-  const { pino } = await import('pino');
-  const waypoint = await WaypointApp.start(
-    waypointConfigFromFlags({
-      name: 'waypoint',
-      namespace: 'app',
-      manifests: mesh.manifestFile,
-      caDir: `${mesh.dir}/ca`,
-      listen: `${WAYPOINT_IP}:15008`,
-      admin: '127.0.0.1:0',
-      metrics: '127.0.0.1:0',
-      readiness: '127.0.0.1:0',
-      drainSeconds: 1,
-    }),
-    pino({ level: 'info' }, { write: (l: string) => logs.push(JSON.parse(l) as Record<string, unknown>) }),
-    { random: seeded(42) },
-  );
+  const waypoint = await startLoopbackWaypoint(mesh, WAYPOINT_IP, logs, { random: seeded(42) });
   t.teardown(() => waypoint.close(200));
   t.same(waypoint.pending(), [], 'the waypoint is ready');
   t.equal(waypoint.identity, 'spiffe://cluster.local/ns/app/sa/waypoint');
@@ -255,7 +228,6 @@ t.test('a service with a waypoint: canary split, path route, L7 deny, waypoint-o
   // A policy added while a TCP connection is open through the waypoint closes it, as ztunnel does.
   const held = await socksConnect(mesh.node1, client, '10.96.217.30', 7000);
   t.equal(await roundTrip(held, 'still there?'), 'still there?', 'a long-lived TCP connection through the waypoint');
-  // A reset HTTP/2 stream reaches a reading client as a FIN first (see src/proxy/copy.ts).
   const closed = new Promise<void>((resolve) => {
     held.once('end', () => resolve());
     held.once('close', () => resolve());
