@@ -130,8 +130,10 @@ export class HboneServer {
         enablePush: false,
       },
     });
+    // A client certificate that fails verification is dropped by Node without an error of its own (the
+    // event says "socket hang up"); the verification result is on the socket.
     server.on('tlsClientError', (err, sock) =>
-      logger.info({ err: err.message, src: sock.remoteAddress, identity }, 'hbone tls handshake failed'),
+      logger.info({ err: sock.authorizationError ?? err.message, src: sock.remoteAddress, identity }, 'hbone tls handshake failed'),
     );
     server.on('sessionError', (err) => logger.debug({ err: err.message }, 'hbone session error'));
     server.on('session', (session) => {

@@ -102,7 +102,7 @@ export class CertificateAuthority {
       if (chain.length === 0 || !new x509.X509Certificate(chain[0] as string).equal(signingCert)) {
         chain.unshift(certPem);
       }
-      return new CertificateAuthority(signingCert, signingKey, chain.slice(0, 1).concat(chain.slice(1)), rootPem);
+      return new CertificateAuthority(signingCert, signingKey, chain, rootPem);
     } catch (err) {
       if (err instanceof IdentityError) throw err;
       throw new IdentityError('CA_LOAD', `ca directory ${dir}: ${(err as Error).message}`, { cause: err });

@@ -55,4 +55,9 @@ t.test('warnings are logged once per version of a policy', async (t) => {
   t.equal(count(), 1);
   state.replace(state.snapshot);
   t.equal(count(), 1, 'same policy again: no new warning');
+  const changed = policy('l7', '  rules:\n  - to: [{ operation: { methods: ["POST"], ports: ["8080"] } }]');
+  state.replace(translate(parseManifestText('policies.yaml', `${meshManifests(plan)}---\n${changed}`), { trustDomain: 'cluster.local' }));
+  t.equal(count(), 2, 'a changed version of the policy: warned again');
+  state.replace(state.snapshot);
+  t.equal(count(), 2, 'and once only');
 });

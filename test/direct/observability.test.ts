@@ -1,7 +1,7 @@
 // What operators see: exact Istio TCP metrics on both reporters, access-log fields, config_dump,
 // readiness, log level, and the live flow view showing a denied connection.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -107,9 +107,21 @@ t.test('metrics, access log, config_dump, log level and flows of two running dae
   });
 
   const admin = `http://127.0.0.1:${mesh.node1.addresses.admin?.port ?? 0}`;
+  // A manifest rewrite logs 'manifests applied' at debug: it shows whether the level took effect.
+  const reapplied = async (): Promise<boolean> => {
+    const from = logs.length;
+    const changed = new Promise<void>((r) => mesh.node1.state.once('change', () => r()));
+    appendFileSync(mesh.manifestFile, '\n# touched\n');
+    await changed;
+    return logs.slice(from).some((l) => l['node'] === 'node-1' && l['level'] === 20 && l['msg'] === 'manifests applied');
+  };
+  t.notOk(await reapplied(), 'at info, no debug line');
   t.equal((await get(`${admin}/logging?level=debug`, 'POST')).status, 200);
-  t.equal((await get(`${admin}/logging?level=chatty`, 'POST')).status, 400);
-  await get(`${admin}/logging?level=info`, 'POST');
+  t.ok(await reapplied(), 'after POST /logging?level=debug, debug lines appear');
+  t.equal((await get(`${admin}/logging?level=chatty`, 'POST')).status, 400, 'an unknown level is refused');
+  t.ok(await reapplied(), 'and changes nothing');
+  t.equal((await get(`${admin}/logging?level=info`, 'POST')).status, 200);
+  t.notOk(await reapplied(), 'after level=info, they are gone again');
 
   t.test('observe shows a denied flow', async (t) => {
     const node2Admin = `http://127.0.0.1:${mesh.node2.addresses.admin?.port ?? 0}`;

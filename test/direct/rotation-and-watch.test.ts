@@ -12,15 +12,20 @@ t.test('certificate rotation (short TTL) while a long connection stays up', asyn
   const echo = await startEcho(podIp(plan, 2, 1));
   t.teardown(() => echo.close());
   const long = await socksConnect(mesh.node1, podIp(plan, 1, 1), podIp(plan, 2, 1), 8080);
-  const firstSerial = mesh.node1.certs.peek(CLIENT)?.serial;
-  t.ok(firstSerial);
+  const first = mesh.node1.certs.peek(CLIENT);
+  t.ok(first);
+  // Keep the connection busy until the first certificate has expired, noting each certificate in use.
   const serials = new Set<string>();
-  for (let i = 0; i < 12; i++) {
+  let servedExpired = 0;
+  for (let i = 0; Date.now() <= (first?.notAfter.getTime() ?? 0) + 200; i++) {
     t.equal(await roundTrip(long, `tick-${i}`), `tick-${i}`);
-    serials.add(mesh.node1.certs.peek(CLIENT)?.serial ?? '');
-    await new Promise((r) => setTimeout(r, 300));
+    const current = mesh.node1.certs.peek(CLIENT);
+    if (current === undefined || current.notAfter.getTime() <= Date.now()) servedExpired += 1;
+    serials.add(current?.serial ?? '');
+    await new Promise((r) => setTimeout(r, 200));
   }
-  t.ok(serials.size >= 3 && serials.size <= 6, `client certificate rotated ${serials.size - 1} times during the connection`);
+  t.ok(serials.size >= 2, `client certificate rotated during the connection (${serials.size} certificates seen)`);
+  t.equal(servedExpired, 0, 'there was always a valid certificate');
   // The first certificate has expired by now: new connections must use the renewed one.
   const fresh = await socksConnect(mesh.node1, podIp(plan, 1, 1), podIp(plan, 2, 1), 8080);
   t.equal(String(await exchange(fresh, Buffer.from('new'))), 'new');

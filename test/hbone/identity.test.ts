@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { AuthzRequest } from '../../src/authz/hook.js';
 import { DEFAULT_TIMEOUTS } from '../../src/hbone/constants.js';
 import { HbonePool } from '../../src/hbone/pool.js';
@@ -8,7 +8,7 @@ import { CertManager } from '../../src/identity/cert-manager.js';
 import { EmbeddedCaSource } from '../../src/identity/source.js';
 import { PlainSocketFactory } from '../../src/proxy/sockets.js';
 import { exchange, podIp, quietLogger, socksConnect, startEcho, startMesh } from '../helpers/loopback.js';
-import { rawHbone } from '../helpers/raw-hbone.js';
+import { rawHbone, type RawHboneResult } from '../helpers/raw-hbone.js';
 
 const plan = { net: 204 };
 const CLIENT = 'spiffe://cluster.local/ns/app/sa/client';
@@ -16,7 +16,22 @@ const ECHO = 'spiffe://cluster.local/ns/app/sa/echo';
 
 t.test('HBONE identities are checked both ways', async (t) => {
   const seen: AuthzRequest[] = [];
-  const mesh = await startMesh(plan, { deps: { authorizer: { authorize: (r) => (seen.push(r), { allow: true, policy: undefined, reason: 'test' }) } } });
+  const logs: Record<string, unknown>[] = [];
+  const mesh = await startMesh(plan, {
+    deps: { authorizer: { authorize: (r) => (seen.push(r), { allow: true, policy: undefined, reason: 'test' }) } },
+    logSink: (l) => logs.push(l),
+  });
+  /** The reason node-2 logged for the last refused handshake or peer, once it has. */
+  const refusal = async (msg: string): Promise<Record<string, unknown> | undefined> => {
+    for (let i = 0; i < 100 && !logs.some((l) => l['node'] === 'node-2' && l['msg'] === msg); i++) await new Promise((r) => setTimeout(r, 20));
+    const line = logs.filter((l) => l['node'] === 'node-2' && l['msg'] === msg).at(-1);
+    logs.length = 0;
+    return line;
+  };
+  const refusedBeforeHttp = (t: Test, r: RawHboneResult): void => {
+    t.equal(r.status, undefined, 'no HTTP response');
+    t.not(r.error, 'timeout', `the connection was closed by the server (${r.error ?? ''}), not left hanging`);
+  };
   t.teardown(() => mesh.close());
   const echo = await startEcho(podIp(plan, 2, 1));
   t.teardown(() => echo.close());
@@ -58,28 +73,33 @@ t.test('HBONE identities are checked both ways', async (t) => {
   t.test('the server refuses a client certificate from another CA', async (t) => {
     const other = await CertificateAuthority.create('cluster.local');
     const foreign = await other.issue(CLIENT);
-    const r = await rawHbone({ ip: target, ca: ca.rootPem, cert: foreign.chainPem.join(''), key: foreign.keyPem, authority: `${target}:8080` });
-    t.equal(r.status, undefined, 'no HTTP response');
-    t.ok(r.error, `refused: ${r.error}`);
+    logs.length = 0;
+    refusedBeforeHttp(t, await rawHbone({ ip: target, ca: ca.rootPem, cert: foreign.chainPem.join(''), key: foreign.keyPem, authority: `${target}:8080` }));
+    t.match(await refusal('hbone tls handshake failed'), { err: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }, 'because its issuer is unknown');
   });
 
   t.test('the server refuses an expired client certificate', async (t) => {
     const expired = await ca.issue(CLIENT, { notBefore: new Date(Date.now() - 7200_000), notAfter: new Date(Date.now() - 3600_000) });
-    const r = await rawHbone({ ip: target, ca: ca.rootPem, cert: expired.chainPem.join(''), key: expired.keyPem, authority: `${target}:8080` });
-    t.equal(r.status, undefined);
-    t.ok(r.error, `refused: ${r.error}`);
+    logs.length = 0;
+    refusedBeforeHttp(t, await rawHbone({ ip: target, ca: ca.rootPem, cert: expired.chainPem.join(''), key: expired.keyPem, authority: `${target}:8080` }));
+    t.match(await refusal('hbone tls handshake failed'), { err: 'CERT_HAS_EXPIRED' }, 'because it has expired');
   });
 
   t.test('the server refuses a client without a certificate', async (t) => {
     const r = await rawHbone({ ip: target, ca: ca.rootPem, authority: `${target}:8080` });
-    t.equal(r.status, undefined);
-    t.ok(r.error, `refused: ${r.error}`);
+    refusedBeforeHttp(t, r);
+    t.match(r.error, /certificate required/, 'the TLS alert says a certificate is required');
   });
 
   t.test('the server refuses a certificate of another trust domain signed by the same root', async (t) => {
     const stranger = await ca.issue('spiffe://evil.example/ns/app/sa/client');
-    const r = await rawHbone({ ip: target, ca: ca.rootPem, cert: stranger.chainPem.join(''), key: stranger.keyPem, authority: `${target}:8080` });
-    t.equal(r.status, undefined);
+    logs.length = 0;
+    refusedBeforeHttp(t, await rawHbone({ ip: target, ca: ca.rootPem, cert: stranger.chainPem.join(''), key: stranger.keyPem, authority: `${target}:8080` }));
+    t.match(await refusal('hbone peer has no SPIFFE identity in our trust domain'), { peer: 'spiffe://evil.example/ns/app/sa/client' }, 'because of its trust domain');
+  });
+
+  t.test('the same client with a good certificate is accepted (the refusals above are about the certificate)', async (t) => {
+    t.equal((await rawHbone({ ip: target, ca: ca.rootPem, cert: good.chainPem.join(''), key: good.keyPem, authority: `${target}:8080` })).status, 200);
   });
 
   t.test('request errors: 400 for non-CONNECT and for a foreign authority, 503 when the target refuses', async (t) => {

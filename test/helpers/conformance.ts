@@ -1,4 +1,5 @@
-// The shared conformance corpus (../shared/conformance beside the checkout, as CI lays it out).
+// The authorization conformance corpus: the project's copy in test/fixtures/conformance (see its README for
+// where and when it was taken), or ZTUNNEL_CONFORMANCE_DIR.
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
@@ -12,13 +13,16 @@ export interface AuthzCase {
   expect: 'allow' | 'deny';
   invalid?: boolean;
   uncertain?: boolean;
+  uncertain_reason?: string;
 }
 
+export const FIXTURE_DIR = fileURLToPath(new URL('../../../test/fixtures/conformance/', import.meta.url));
+
 export function conformanceFile(name: string): string {
-  const dir = process.env['ZTUNNEL_CONFORMANCE_DIR'] ?? fileURLToPath(new URL('../../../../shared/conformance/', import.meta.url));
+  const dir = process.env['ZTUNNEL_CONFORMANCE_DIR'] ?? FIXTURE_DIR;
   const file = `${dir.replace(/\/$/, '')}/${name}`;
   if (!existsSync(file)) {
-    throw new Error(`conformance data ${file} not found: check out shared/ beside this repository or set ZTUNNEL_CONFORMANCE_DIR`);
+    throw new Error(`conformance data ${file} not found: the copy lives in test/fixtures/conformance, or set ZTUNNEL_CONFORMANCE_DIR`);
   }
   return file;
 }

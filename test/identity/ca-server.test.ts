@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import t from 'tap';
 import { CaServer } from '../../src/identity/ca-server.js';
 import { CertificateAuthority } from '../../src/identity/ca.js';
+import { x509 } from '../../src/identity/keys.js';
 import { RemoteCaSource } from '../../src/identity/source.js';
 import { issueNodeToken, issuePodToken } from '../../src/identity/tokens.js';
 import { State } from '../../src/model/state.js';
@@ -22,16 +23,23 @@ t.test('standalone CA: node tokens and node-restricted issuance', async (t) => {
   const addr = await server.start();
   t.teardown(() => server.close());
   const dir = mkdtempSync(join(tmpdir(), 'ztunnel-ts-token-'));
-  const source = async (token: string): Promise<RemoteCaSource> => {
+  const source = async (token: string, ttlMs = 600_000): Promise<RemoteCaSource> => {
     const file = join(dir, `${Math.random()}.jwt`);
     writeFileSync(file, token);
-    return new RemoteCaSource({ url: `https://127.0.0.1:${addr.port}`, tokenFile: file, rootPem: ca.rootPem, ttlMs: 600_000 });
+    return new RemoteCaSource({ url: `https://127.0.0.1:${addr.port}`, tokenFile: file, rootPem: ca.rootPem, ttlMs });
+  };
+  // Lifetime written in the certificate: notBefore is backdated 60 s for clock skew, both in whole seconds.
+  const lifetimeMs = (pem: string): number => {
+    const c = new x509.X509Certificate(pem);
+    return c.notAfter.getTime() - c.notBefore.getTime() - 60_000;
   };
   const node1 = await source(await issueNodeToken(ca.tokenKey, 'node-1'));
 
   const svid = await node1.fetch('spiffe://cluster.local/ns/app/sa/client');
   t.equal(svid.identity, 'spiffe://cluster.local/ns/app/sa/client');
-  t.ok(svid.notAfter.getTime() - Date.now() <= 600_000, 'requested TTL honoured');
+  t.equal(lifetimeMs(svid.certPem), 600_000, 'requested TTL honoured: exactly 10 minutes');
+  const long = await (await source(await issueNodeToken(ca.tokenKey, 'node-1'), 7200_000)).fetch('spiffe://cluster.local/ns/app/sa/client');
+  t.equal(lifetimeMs(long.certPem), 3600_000, 'a TTL above the CA maximum is cut to the maximum (1 h)');
 
   await t.rejects(node1.fetch('spiffe://cluster.local/ns/legacy/sa/default'), { code: 'CA_FORBIDDEN' }, 'identity with no pod on node-1');
   const refusal = logs.find((l) => String(l['msg']).includes('no pod with this identity'));

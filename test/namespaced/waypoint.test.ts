@@ -43,13 +43,15 @@ t.test('waypoints in a two-node lab', { skip: labSkipReason ?? false }, async (t
   startHttpServers({ 'bookinfo/reviews-v1': 'v1', 'bookinfo/reviews-v2': 'v2', 'tcp-only/tcp-server': 'tcp-server' });
   await waitFor('http servers', () => load('bookinfo/productpage', '10.244.2.11', 1).ok && load('tcp-only/tcp-client', TCP_SERVER, 1).ok, 15_000);
 
-  t.test('canary: 1000 requests split 90/10 within ±3 points by the HTTPRoute', async (t) => {
+  t.test('canary: 1000 requests split 90/10 by the HTTPRoute (within ±5 points)', async (t) => {
     const r = load('bookinfo/productpage', REVIEWS, 1000);
     t.same(r.statuses, { 200: 1000 }, 'every request answered');
     const v1 = r.servedBy['v1'] ?? 0;
     const v2 = r.servedBy['v2'] ?? 0;
     t.equal(v1 + v2, 1000);
-    t.ok(v1 >= 870 && v1 <= 930, `v1 got ${v1 / 10}% (v2 ${v2 / 10}%)`);
+    // Envoy-style real randomness: 1000 draws at p = 0.9 have sd 9.5, so [850, 950] is ±5.3 sd (a false
+    // failure about once in 10^7 runs) and still fails a split that is 80/20 or 100/0.
+    t.ok(v1 >= 850 && v1 <= 950, `v1 got ${v1 / 10}% (v2 ${v2 / 10}%)`);
   });
 
   t.test('L7 DENY on POST /admin blocks only that', async (t) => {

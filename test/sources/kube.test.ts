@@ -66,14 +66,18 @@ t.test('daemons in cluster mode follow the API server', async (t) => {
   const newPod = await startEcho(podIp(plan, 2, 5));
   t.teardown(() => Promise.all([echo.close(), newPod.close()]));
   const client = podIp(plan, 1, 1);
-  const works = async (ip: string): Promise<boolean> => {
+  /** 'ok' when bytes went there and back; otherwise the SOCKS refusal and node-1's flag for it. */
+  const attempt = async (ip: string): Promise<string> => {
     try {
       const s = await socksConnect(node1, client, ip, 8080);
-      return String(await exchange(s, Buffer.from('hi'))) === 'hi';
-    } catch {
-      return false;
+      const back = String(await exchange(s, Buffer.from('hi')));
+      return back === 'hi' ? 'ok' : `got ${JSON.stringify(back)}`;
+    } catch (err) {
+      const line = logs.filter((l) => l['node'] === 'node-1' && l['msg'] === 'connection failed' && l['direction'] === 'outbound').at(-1);
+      return `${(err as Error).message} [${String(line?.['response_flags'])}]`;
     }
   };
+  const works = async (ip: string): Promise<boolean> => (await attempt(ip)) === 'ok';
   const namespace = objects.find((o) => o.kind === 'Namespace' && o.metadata.name === 'app') as Obj;
   const outboundTo = (ip: string): Record<string, unknown> | undefined =>
     logs.filter((l) => l['msg'] === 'connection complete' && l['direction'] === 'outbound' && String(l['dst.addr']).startsWith(`${ip}:`)).at(-1);
@@ -84,7 +88,7 @@ t.test('daemons in cluster mode follow the API server', async (t) => {
   t.test('namespace label flip turns capture off and on', async (t) => {
     api.upsert(PATHS['Namespace'] ?? '', { ...namespace, metadata: { name: 'app', labels: {} } });
     await until('capture off', () => node1.state.workloadByIp(client)?.captured === false, 1000);
-    t.notOk(await works(podIp(plan, 2, 1)), 'the client is no longer a captured workload');
+    t.match(await attempt(podIp(plan, 2, 1)), /NotAllowed \[UNKNOWN_SOURCE\]/, 'the client is no longer a captured workload');
     api.upsert(PATHS['Namespace'] ?? '', namespace);
     await until('capture on', () => node1.state.workloadByIp(client)?.captured === true, 1000);
     t.ok(await works(podIp(plan, 2, 1)));
@@ -137,7 +141,8 @@ t.test('daemons in cluster mode follow the API server', async (t) => {
   t.test('policy add denies; after a dropped watch its removal is still seen', async (t) => {
     api.upsert(PATHS['AuthorizationPolicy'] ?? '', deny);
     await until('policy loaded', () => node2.state.policies.length === 1);
-    t.notOk(await works(podIp(plan, 2, 1)), 'denied by the new policy');
+    t.match(await attempt(podIp(plan, 2, 1)), /NotAllowed \[DENIED\]/, 'denied by the destination');
+    t.match(logs.filter((l) => l['node'] === 'node-2' && l['msg'] === 'connection denied by policy').at(-1), { policy: 'app/deny-client' }, 'by the new policy');
     const watchesBefore = api.requests.filter((r) => r.startsWith('watch')).length;
     api.dropWatches();
     await until('watches re-established', () => api.requests.filter((r) => r.startsWith('watch')).length >= watchesBefore + 5, 10_000);
@@ -153,7 +158,10 @@ t.test('daemons in cluster mode follow the API server', async (t) => {
     api.upsert(PATHS['Namespace'] ?? '', { ...namespace, metadata: { name: 'app', labels: {} } });
     await until('relisted', () => api.requests.filter((r) => r === 'list /api/v1/namespaces').length > listsBefore, 10_000);
     await until('capture off after resync', () => node1.state.workloadByIp(client)?.captured === false, 5000);
-    t.notOk(await works(podIp(plan, 2, 1)));
+    t.match(await attempt(podIp(plan, 2, 1)), /NotAllowed \[UNKNOWN_SOURCE\]/, 'the change made while the watch was gone is applied');
+    api.upsert(PATHS['Namespace'] ?? '', namespace);
+    await until('capture on again', () => node1.state.workloadByIp(client)?.captured === true, 5000);
+    t.equal(await attempt(podIp(plan, 2, 1)), 'ok', 'and so is the next one, on the new watch');
   });
 });
 
