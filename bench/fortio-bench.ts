@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { findPod, labDown, labNetns, labUp, readLabState, type LabState } from '../src/lab/lab.js';
+import { probeInPod, startProbeServers } from '../src/lab/probe-runner.js';
 import { latencyChart } from './chart.js';
 import { startSidecars } from './sidecar.js';
 
@@ -51,21 +52,48 @@ function target(mode: Mode, port: number): [string, number] {
   return mode === 'sidecar' ? ['127.0.0.1', port === 8080 ? 15001 : 15002] : [SERVER_IP, port];
 }
 
-function fortioOnPath(): boolean {
-  return spawnSync('fortio', ['version']).status === 0;
+const GO_TOOL = fileURLToPath(new URL('../../scripts/go-tool.sh', import.meta.url));
+
+/** fortio from PATH, or built once from its pinned Go module (scripts/go-tool.sh); undefined without Go. */
+let fortioPath: string | undefined | null = null;
+function fortio(): string | undefined {
+  if (fortioPath !== null) return fortioPath;
+  if (spawnSync('fortio', ['version']).status === 0) return (fortioPath = 'fortio');
+  const built = spawnSync('bash', [GO_TOOL, 'fortio'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  fortioPath = built.status === 0 ? built.stdout.trim() : undefined;
+  return fortioPath;
 }
 
 /** One load run from the client pod; the response size is the server's (set when it starts). */
 function load(mode: Mode, qps: number, conns: number, seconds: number): LoadResult {
   const [host, port] = target(mode, 8080);
-  if (fortioOnPath()) {
-    const out = inPod('shop/client', 'fortio', ['load', '-qps', String(qps), '-c', String(conns), '-t', `${seconds}s`, '-json', '-', '-r', '0.00001', `http://${host}:${port}/`], (seconds + 60) * 1000);
+  const bin = fortio();
+  if (bin !== undefined) {
+    // -uniform: without it the connections fire in lockstep, and on 2 cores the percentiles measure that
+    // burst's queueing more than the path under test.
+    const args = ['load', '-qps', String(qps), '-c', String(conns), '-t', `${seconds}s`, '-json', '-', '-r', '0.00001', ...(qps > 0 ? ['-uniform'] : []), `http://${host}:${port}/`];
+    const out = inPod('shop/client', bin, args, (seconds + 60) * 1000);
     const j = JSON.parse(out) as { ActualQPS: number; DurationHistogram: { Count: number; Percentiles: { Percentile: number; Value: number }[] }; RetCodes: Record<string, number> };
     const pct = (p: number): number => (j.DurationHistogram.Percentiles.find((x) => x.Percentile === p)?.Value ?? NaN) * 1000;
     return { tool: 'fortio', achievedQps: j.ActualQPS, requests: j.DurationHistogram.Count, errors: j.DurationHistogram.Count - (j.RetCodes['200'] ?? 0), p50: pct(50), p75: pct(75), p90: pct(90), p99: pct(99), p999: pct(99.9) };
   }
   const out = inPod('shop/client', process.execPath, [LOADGEN, 'load', host, String(port), String(qps), String(conns), String(seconds)], (seconds + 60) * 1000);
   return JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as LoadResult;
+}
+
+interface ConnSample {
+  perSecond: number;
+  p50: number;
+  p99: number;
+}
+
+const ECHO_PORT = 7070;
+
+/** count new connections from the client pod, conc at a time, each with one 64-byte echo. */
+function connrate(count: number, conc: number): ConnSample {
+  const r = JSON.parse(probeInPod('shop/client', 'connrate', SERVER_IP, String(ECHO_PORT), String(count), String(conc))) as ConnSample & { ok: boolean; error?: string };
+  if (!r.ok) throw new Error(`connrate: ${r.error ?? 'failed'}`);
+  return r;
 }
 
 function iperf(mode: Mode, seconds: number): number {
@@ -115,12 +143,15 @@ async function main(): Promise<void> {
   try {
     const original = readFileSync(state.manifests, 'utf8');
     background('shop/cart-remote', process.execPath, [LOADGEN, 'serve', '8080', String(payload)]);
+    startProbeServers(['shop/cart-remote'], ECHO_PORT);
     startSidecars(join(state.manifests, '..', 'sidecar'), join(state.manifests, '..', 'ca'), findPod('shop/client'), findPod('shop/cart-remote'), {
       forwards: [{ local: 15001, remote: 15443, app: 8080 }, { local: 15002, remote: 15444, app: 5201 }],
     });
     await sleep(1000);
-    const tool = fortioOnPath() ? 'fortio' : 'ztunnel-ts-loadgen (fortio not on PATH, and no fixed-rate load tool in Debian)';
-    log(`load: ${tool}; ${qps} qps, ${conns} connections, ${seconds}s each, ${payload}-byte responses, ${rounds} rounds`);
+    const bin = fortio();
+    const tool = bin !== undefined ? 'fortio' : 'ztunnel-ts-loadgen';
+    const toolDetail = bin !== undefined ? `fortio ${/fortio-(v[\d.]+)/.exec(bin)?.[1] ?? '(from PATH)'}, -uniform` : 'ztunnel-ts-loadgen: no fortio, because Go is missing (scripts/go-tool.sh)';
+    log(`load: ${toolDetail}; ${qps} qps, ${conns} connections, ${seconds}s each, ${payload}-byte responses, ${rounds} rounds`);
     const runs: Record<Mode, LoadResult[]> = { 'no-mesh': [], 'ztunnel-ts': [], sidecar: [] };
     const daemons = state.nodes.map((n) => n.pid);
     let daemonCpu = NaN;
@@ -149,15 +180,34 @@ async function main(): Promise<void> {
       bulk[mode] = iperf(mode, 5);
       log(`${mode.padEnd(10)} max ${maxRate[mode]?.toFixed(0)} qps, single stream ${bulk[mode]?.toFixed(2)} Gbit/s`);
     }
-    // Memory per idle tunnelled connection.
+    // New connections (the probe's echo on ECHO_PORT), no mesh and through the daemons, in turn.
+    const connRuns: Record<'no-mesh' | 'ztunnel-ts', { eight: ConnSample[]; one: ConnSample[] }> = { 'no-mesh': { eight: [], one: [] }, 'ztunnel-ts': { eight: [], one: [] } };
+    for (let r = 1; r <= rounds; r++) {
+      for (const mode of ['no-mesh', 'ztunnel-ts'] as const) {
+        await setMesh(state, mode === 'ztunnel-ts', original);
+        connrate(200, 8); // warm-up
+        const eight = connrate(2000, 8);
+        const one = connrate(500, 1);
+        connRuns[mode].eight.push(eight);
+        connRuns[mode].one.push(one);
+        log(`round ${r}/${rounds} ${mode.padEnd(10)} ${eight.perSecond.toFixed(0)} new conn/s (8 at a time, connect+echo p50 ${eight.p50.toFixed(3)} ms); 1 at a time p50 ${one.p50.toFixed(3)} ms`);
+      }
+    }
+    const conn = Object.fromEntries(
+      (['no-mesh', 'ztunnel-ts'] as const).map((m) => [
+        m,
+        { perSecond: median(connRuns[m].eight.map((x) => x.perSecond)), p50: median(connRuns[m].eight.map((x) => x.p50)), p99: median(connRuns[m].eight.map((x) => x.p99)), oneP50: median(connRuns[m].one.map((x) => x.p50)) },
+      ]),
+    ) as Record<'no-mesh' | 'ztunnel-ts', { perSecond: number; p50: number; p99: number; oneP50: number }>;
+    // Memory per idle tunnelled connection, per daemon (each holds one side of every connection).
     await setMesh(state, true, original);
     const idleCount = 10_000;
-    const rssBefore = daemons.reduce((a, pid) => a + rssMb(pid), 0);
+    const rssBefore = daemons.map(rssMb);
     background('shop/client', process.execPath, [LOADGEN, 'idle', SERVER_IP, '8080', String(idleCount), '40']);
     await sleep(15_000);
-    const rssAfter = daemons.reduce((a, pid) => a + rssMb(pid), 0);
-    const perIdleKb = ((rssAfter - rssBefore) * 1024) / idleCount;
-    log(`${idleCount} idle tunnelled connections: daemons' RSS ${rssBefore.toFixed(0)} → ${rssAfter.toFixed(0)} MB, ${perIdleKb.toFixed(1)} KB each`);
+    const rssAfter = daemons.map(rssMb);
+    const perIdleKb = Math.max(...daemons.map((_, i) => (((rssAfter[i] ?? NaN) - (rssBefore[i] ?? NaN)) * 1024) / idleCount));
+    log(`${idleCount} idle tunnelled connections: daemons' RSS ${rssBefore.map((x) => x.toFixed(0)).join('+')} → ${rssAfter.map((x) => x.toFixed(0)).join('+')} MB, ${perIdleKb.toFixed(1)} KB each in the busier daemon`);
     writeFileSync(state.manifests, original);
 
     const summary = Object.fromEntries(
@@ -168,14 +218,14 @@ async function main(): Promise<void> {
     const date = new Date().toISOString().slice(0, 10);
     const dir = join(RESULTS, date);
     mkdirSync(dir, { recursive: true });
-    const params = { qps, conns, seconds, payload, rounds, tool };
-    const extras = { maxRateQps: maxRate, singleStreamGbps: bulk, daemonCpuCoresAtQps: daemonCpu, daemonRssMbAtQps: daemonRss, idleConnections: idleCount, kbPerIdleConnection: perIdleKb };
+    const params = { qps, conns, seconds, payload, rounds, tool, toolDetail };
+    const extras = { maxRateQps: maxRate, singleStreamGbps: bulk, newConnections: conn, daemonCpuCoresAtQps: daemonCpu, daemonRssMbAtQps: daemonRss, idleConnections: idleCount, kbPerIdleConnectionPerDaemon: perIdleKb };
     writeFileSync(join(dir, 'fortio.json'), `${JSON.stringify({ date, machine, params, summary, extras, runs }, null, 2)}\n`);
     const f = (v: number | undefined, d = 3): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(d));
     const md = [
       `# fortio-style latency ${date}`,
       '',
-      `HTTP/1.1 GET, ${payload}-byte responses, shop/client (node-1) → shop/cart-remote (node-2) in the lab; ${qps} qps over ${conns} connections, ${seconds} s per run, medians of ${rounds} rounds measured in turn. Load: ${tool}. Machine: ${machine.cpus} × ${machine.cpu}, Linux ${machine.kernel}, Node ${machine.node}; daemons, proxies, pods and the load generator share these cores.`,
+      `HTTP/1.1 GET, ${payload}-byte responses, shop/client (node-1) → shop/cart-remote (node-2) in the lab; ${qps} qps over ${conns} connections, ${seconds} s per run, medians of ${rounds} rounds measured in turn. Load: ${toolDetail}. Machine: ${machine.cpus} × ${machine.cpu}, Linux ${machine.kernel}, Node ${machine.node}; daemons, proxies, pods and the load generator share these cores.`,
       '',
       '| mode | achieved qps | errors | p50 ms | p90 ms | p99 ms | p99.9 ms | added p50 | added p99 |',
       '|---|---|---|---|---|---|---|---|---|',
@@ -187,8 +237,12 @@ async function main(): Promise<void> {
       '|---|---|---|---|',
       `| max rate (qps, ${conns} connections) | ${f(maxRate['no-mesh'], 0)} | ${f(maxRate['ztunnel-ts'], 0)} | ${f(maxRate['sidecar'], 0)} |`,
       `| single stream (iperf3, Gbit/s) | ${f(bulk['no-mesh'], 2)} | ${f(bulk['ztunnel-ts'], 2)} | ${f(bulk['sidecar'], 2)} |`,
+      `| new connections/s, 8 at a time (probe connrate) | ${f(conn['no-mesh'].perSecond, 0)} | ${f(conn['ztunnel-ts'].perSecond, 0)} (${f((100 * conn['ztunnel-ts'].perSecond) / conn['no-mesh'].perSecond, 0)}%) | not measured |`,
+      `| connect + first echo p50, 8 at a time (ms) | ${f(conn['no-mesh'].p50)} | ${f(conn['ztunnel-ts'].p50)} (+${f(conn['ztunnel-ts'].p50 - conn['no-mesh'].p50)}) | not measured |`,
+      `| connect + first echo p50, 1 in flight (ms) | ${f(conn['no-mesh'].oneP50)} | ${f(conn['ztunnel-ts'].oneP50)} (+${f(conn['ztunnel-ts'].oneP50 - conn['no-mesh'].oneP50)}) | not measured |`,
+      `| RSS per idle tunnelled connection, busier daemon | - | ${f(perIdleKb, 1)} KB | - |`,
+      `| busier daemon at ${qps} qps | - | ${f(daemonCpu, 2)} vCPU, ${f(daemonRss, 0)} MB | - |`,
       '',
-      `At ${qps} qps the busier daemon used ${f(daemonCpu, 2)} CPU and ${f(daemonRss, 0)} MB RSS. ${idleCount} idle tunnelled connections cost ${f(perIdleKb, 1)} KB each (RSS of both daemons).`,
       '',
     ].join('\n');
     writeFileSync(join(dir, 'fortio.md'), md);

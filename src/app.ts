@@ -16,6 +16,7 @@ import { InboundProxy } from './proxy/inbound.js';
 import type { ProxyInputs } from './proxy/inputs.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { PlainSocketFactory, type SocketFactory } from './proxy/sockets.js';
+import { useProxyBufferSizes } from './proxy/buffers.js';
 import { EbpfDatapath, INBOUND_PLAIN_PORT, OUTBOUND_PORT } from './datapath/datapath.js';
 import { TransparentSocketFactory } from './datapath/transparent-sockets.js';
 import { unmapIPv4 } from './hbone/server.js';
@@ -122,6 +123,7 @@ export class App {
   }
 
   static async start(config: Config, logger: Logger, deps: AppDeps = {}): Promise<App> {
+    useProxyBufferSizes();
     // The Kubernetes client is large: load it only in cluster mode.
     const kube = config.kube === undefined ? undefined : (await import('./sources/kube.js')).KubeSource;
     const app = new App(config, logger, await certificateSource(config.ca, config.trustDomain, config.certTtlMs), deps, kube);

@@ -15,9 +15,9 @@ export function probeInPod(pod: string, ...args: string[]): string {
   return r.stdout.trim().split('\n').at(-1) ?? `${r.stderr}`;
 }
 
-/** Starts `probe serve` (echo :8080, whoami :9000) in each pod; they end with `lab down`. */
-export function startProbeServers(pods: readonly string[]): void {
-  for (const pod of pods) spawn('nsenter', podArgs(pod, ['serve']), { stdio: 'ignore', detached: true }).unref();
+/** Starts `probe serve` (echo :8080 or echoPort, whoami :9000) in each pod; they end with `lab down`. */
+export function startProbeServers(pods: readonly string[], echoPort = 8080): void {
+  for (const pod of pods) spawn('nsenter', podArgs(pod, ['serve', String(echoPort)]), { stdio: 'ignore', detached: true }).unref();
 }
 
 /** Starts `probe http-serve NAME` (HTTP on :9080) in each pod; they end with `lab down`. */

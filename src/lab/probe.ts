@@ -1,5 +1,5 @@
 // A tiny traffic tool to run inside lab pods (`lab exec POD -- node dist/src/lab/probe.js ...`):
-//   serve                      echo on :8080, "whoami" (the peer's address) on :9000, until killed
+//   serve [ECHO_PORT]          echo on :8080 (or ECHO_PORT), "whoami" (the peer's address) on :9000, until killed
 //   send IP PORT BYTES         send BYTES random bytes, half-close, read the echo; prints JSON with SHA-256s
 //   hold IP PORT SECONDS       keep an echo connection busy (a ping every 100 ms); prints how it ended
 //   connrate IP PORT COUNT CONC  COUNT connections (CONC at once), each 64 bytes echoed; latency percentiles
@@ -25,7 +25,7 @@ if (mode === 'serve') {
   net.createServer({ allowHalfOpen: true }, (s) => {
     s.on('error', () => undefined);
     s.pipe(s);
-  }).listen(8080);
+  }).listen(Number(args[0] ?? 8080));
   net.createServer((s) => {
     s.on('error', () => undefined);
     s.end(`${JSON.stringify({ peer: unmap(s.remoteAddress), self: unmap(s.localAddress) })}\n`);

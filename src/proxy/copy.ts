@@ -32,6 +32,16 @@ function reset(side: Duplex): void {
   else side.destroy();
 }
 
+/**
+ * Frees a side whose both directions ended cleanly. An HTTP/2 stream closes by itself once its END_STREAM
+ * is out; destroying it here would send a needless RST_STREAM for every connection (~30 µs each).
+ */
+function release(side: Duplex): void {
+  const stream = side as Duplex & { close?: (code: number) => void };
+  if (!(side instanceof Socket) && typeof stream.close === 'function') return;
+  side.destroy();
+}
+
 export function copyBidirectional(a: Duplex, b: Duplex, progress: CopyProgress = { aToB: 0, bToA: 0 }): Promise<CopyResult> {
   return new Promise((resolve, reject) => {
     let pending = 2;
@@ -48,8 +58,8 @@ export function copyBidirectional(a: Duplex, b: Duplex, progress: CopyProgress =
       pending -= 1;
       if (pending === 0) {
         settled = true;
-        a.destroy();
-        b.destroy();
+        release(a);
+        release(b);
         resolve({ aToB: progress.aToB, bToA: progress.bToA });
       }
     };

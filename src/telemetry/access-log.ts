@@ -5,7 +5,7 @@ import { formatAddress, type SocketAddress } from '../hbone/headers.js';
 import type { Workload } from '../model/types.js';
 import type { CopyProgress, CopyResult } from '../proxy/copy.js';
 import type { FlowBus, FlowEvent } from './flows.js';
-import { UNKNOWN, workloadLabels, type Metrics, type TcpLabels } from './metrics.js';
+import { UNKNOWN, workloadLabels, type Metrics, type TcpLabels, type TcpSeries } from './metrics.js';
 
 export type Direction = 'outbound' | 'inbound';
 
@@ -64,8 +64,8 @@ export class ConnectionRecord {
   opened(): void {
     if (this.#opened) return;
     this.#opened = true;
-    this.#t.metrics?.opened.inc(this.#labels(undefined));
-    this.#t.flows?.publish(this.#flow('open', { clientToServer: 0, serverToClient: 0 }));
+    this.#series(undefined)?.opened.inc();
+    if (this.#t.flows?.watched === true) this.#t.flows.publish(this.#flow('open', { clientToServer: 0, serverToClient: 0 }));
   }
 
   /** Records a byte copy's end: success, or the error that cut it. */
@@ -101,22 +101,23 @@ export class ConnectionRecord {
     if (outcome.error === undefined) this.#t.logger.info(line, 'connection complete');
     else this.#t.logger.warn({ ...line, error: outcome.error.message, response_flags: outcome.flag ?? 'CONNECTION_FAILURE' }, 'connection failed');
 
-    const m = this.#t.metrics;
-    if (m !== undefined) {
-      const labels = this.#labels(outcome.error === undefined ? undefined : (outcome.flag ?? 'CONNECTION_FAILURE'));
+    const series = this.#series(outcome.error === undefined ? undefined : (outcome.flag ?? 'CONNECTION_FAILURE'));
+    if (series !== undefined) {
       if (this.#opened) {
-        m.closed.inc(labels);
-        m.received.inc(labels, outcome.clientToServer);
-        m.sent.inc(labels, outcome.serverToClient);
+        series.closed.inc();
+        series.received.inc(outcome.clientToServer);
+        series.sent.inc(outcome.serverToClient);
       }
-      if (outcome.error !== undefined) m.failed.inc(labels);
+      if (outcome.error !== undefined) series.failed.inc();
     }
-    const denied = outcome.flag === 'DENIED';
-    this.#t.flows?.publish(this.#flow(denied ? 'deny' : 'close', outcome, durationMs));
+    if (this.#t.flows?.watched === true) this.#t.flows.publish(this.#flow(outcome.flag === 'DENIED' ? 'deny' : 'close', outcome, durationMs));
   }
 
-  #labels(flag: string | undefined): TcpLabels {
-    return connectionLabels(this.fields, flag);
+  /** This connection's series: its labels are made once per label set, not on every count. */
+  #series(flag: string | undefined): TcpSeries | undefined {
+    const f = this.fields;
+    const key = `${f.direction}|${f.reporter ?? ''}|${workloadKey(f.srcWorkload)}|${f.srcIdentity ?? ''}|${workloadKey(f.dstWorkload)}|${f.dstIdentity ?? ''}|${f.dstService ?? ''}|${f.mtls === true}|${flag ?? ''}`;
+    return this.#t.metrics?.tcp(key, () => connectionLabels(f, flag));
   }
 
   #flow(type: FlowEvent['type'], o: ConnectionOutcome, durationMs = 0): FlowEvent {
@@ -136,6 +137,19 @@ export class ConnectionRecord {
       ...(o.flag === undefined ? {} : { flag: o.flag }),
     };
   }
+}
+
+/** Workload objects are replaced, never changed, when the state changes: one key per object. */
+const workloadKeys = new WeakMap<Workload, string>();
+let nextWorkloadKey = 0;
+function workloadKey(w: Workload | undefined): string {
+  if (w === undefined) return '';
+  let k = workloadKeys.get(w);
+  if (k === undefined) {
+    k = String(nextWorkloadKey++);
+    workloadKeys.set(w, k);
+  }
+  return k;
 }
 
 /** Istio's labels for a connection (or a request on it), from who reports it and its two ends. */

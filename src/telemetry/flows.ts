@@ -24,6 +24,11 @@ export interface FlowEvent {
 }
 
 export class FlowBus extends EventEmitter<{ flow: [FlowEvent] }> {
+  /** Whether anyone follows the flows: build an event only then. */
+  get watched(): boolean {
+    return this.listenerCount('flow') > 0;
+  }
+
   publish(e: FlowEvent): void {
     if (this.listenerCount('flow') > 0) this.emit('flow', e);
   }

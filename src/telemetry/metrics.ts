@@ -48,8 +48,20 @@ export interface MetricsSources {
   readonly ebpf?: () => Record<string, bigint> | undefined;
 }
 
+/** The TCP counters of one label set, resolved once (prom-client hashes the labels on every inc otherwise). */
+export interface TcpSeries {
+  readonly opened: Counter.Internal;
+  readonly closed: Counter.Internal;
+  readonly received: Counter.Internal;
+  readonly sent: Counter.Internal;
+  readonly failed: Counter.Internal;
+}
+
 export class Metrics {
   readonly registry = new Registry();
+  /** Series by a caller's short key for their label set; bounded like the label values themselves. The TCP
+   * counters are never reset, so a resolved series stays valid. */
+  readonly #tcpSeries = new Map<string, TcpSeries>();
   readonly opened: Counter<TcpLabel>;
   readonly closed: Counter<TcpLabel>;
   readonly received: Counter<TcpLabel>;
@@ -114,6 +126,17 @@ export class Metrics {
         for (const [action, n] of Object.entries(stats)) this.inc({ action }, Number(n));
       },
     });
+  }
+
+  /** The TCP series for key, made from labels() the first time the key is seen. */
+  tcp(key: string, labels: () => TcpLabels): TcpSeries {
+    let series = this.#tcpSeries.get(key);
+    if (series === undefined) {
+      const l = labels();
+      series = { opened: this.opened.labels(l), closed: this.closed.labels(l), received: this.received.labels(l), sent: this.sent.labels(l), failed: this.failed.labels(l) };
+      this.#tcpSeries.set(key, series);
+    }
+    return series;
   }
 }
 

@@ -22,6 +22,7 @@ import { WaypointPolicies } from './policies.js';
 import { WaypointProxy } from './proxy.js';
 import { routeProblems } from './routing.js';
 import { Upstreams } from './upstream.js';
+import { useProxyBufferSizes } from '../proxy/buffers.js';
 
 export interface WaypointDeps {
   readonly timeouts?: Partial<HboneTimeouts>;
@@ -105,6 +106,7 @@ export class WaypointApp {
   }
 
   static async start(config: WaypointConfig, logger: Logger, deps: WaypointDeps = {}): Promise<WaypointApp> {
+    useProxyBufferSizes();
     const kube = config.kube === undefined ? undefined : (await import('../sources/kube.js')).KubeSource;
     const certs = new CertManager(await certificateSource(config.ca, config.trustDomain, config.certTtlMs), logger.child({ component: 'certs' }));
     const app = new WaypointApp(config, logger, certs, kube, { ...DEFAULT_TIMEOUTS, ...deps.timeouts }, deps);

@@ -26,6 +26,28 @@ t.test('two daemons carry TCP over mTLS HBONE', async (t) => {
     t.equal(sha(back), sha(data));
   });
 
+  t.test('payloads at buffer boundaries arrive exact both ways, and both daemons count every byte', async (t) => {
+    for (const size of [1, 16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1, 64 * 1024 + 1, 1024 * 1024, 1024 * 1024 + 1]) {
+      const data = randomBytes(size);
+      const from = logs.length;
+      const s = await socksConnect(mesh.node1, client, podIp(plan, 2, 1), 8080);
+      const port = s.localPort;
+      const back = await exchange(s, data);
+      t.equal(sha(back), sha(data), `${size} bytes there and back`);
+      // Both ends log when the connection ends, just after the client saw it end.
+      const ended = async (direction: string): Promise<Record<string, unknown> | undefined> => {
+        for (let i = 0; i < 100; i++) {
+          const line = logs.slice(from).find((l) => l['msg'] === 'connection complete' && l['direction'] === direction && (direction === 'inbound' || l['src.addr'] === `${client}:${port}`));
+          if (line !== undefined) return line;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        return undefined;
+      };
+      t.match(await ended('outbound'), { bytes_sent: size, bytes_recv: size }, `${size}: the client's daemon counted it`);
+      t.match(await ended('inbound'), { bytes_sent: size, bytes_recv: size }, `${size}: the server's daemon counted it`);
+    }
+  });
+
   t.test('the destination pod sees the client pod IP', async (t) => {
     echoA.peers.length = 0;
     const s = await socksConnect(mesh.node1, client, podIp(plan, 2, 1), 8080);

@@ -1,0 +1,110 @@
+// `npm run bench:compare -- --before REV [--rounds 5]` (root): one change, measured in one run. Builds REV
+// in a temporary git worktree, brings up the demo lab once, and in every round restarts both daemons from
+// the old build, measures, then from this checkout's build, measures (A B A B …), so drift hits both.
+// Per build: new connections (8 at a time, one echo each) and the daemons' CPU per connection; fortio at
+// 1000 qps over 64 connections (-uniform) and CPU per 1000 requests; one iperf3 stream and CPU per GiB.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import * as current from '../src/lab/lab.js';
+import { probeInPod, startProbeServers } from '../src/lab/probe-runner.js';
+
+type Lab = typeof current;
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const MANIFESTS = join(ROOT, 'manifests/examples/demo/cluster.yaml');
+const LOADGEN = fileURLToPath(new URL('../src/lab/loadgen.js', import.meta.url));
+const SERVER = '10.244.2.10';
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+const cpuSeconds = (pid: number): number => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
+
+function run(cmd: string, args: string[], cwd?: string): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', ...(cwd === undefined ? {} : { cwd }), timeout: 600_000 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+/** REV checked out and built beside this checkout (sharing its node_modules). */
+function buildRevision(rev: string): { dir: string; remove: () => void } {
+  const dir = join(mkdtempSync(join(tmpdir(), 'ztunnel-ts-before-')), 'tree');
+  run('git', ['worktree', 'add', '--detach', dir, rev], ROOT);
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+  run(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], dir);
+  return { dir, remove: () => void spawnSync('git', ['worktree', 'remove', '--force', dir], { cwd: ROOT }) };
+}
+
+async function measure(lab: Lab, fortio: string): Promise<Record<string, number>> {
+  for (const n of lab.readLabState()?.nodes ?? []) {
+    try {
+      process.kill(n.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  for (const n of lab.readLabState()?.nodes ?? []) await lab.labRestartNode(n.name);
+  await new Promise((r) => setTimeout(r, 500));
+  const pids = (lab.readLabState()?.nodes ?? []).map((n) => n.pid);
+  const cpu = (): number => pids.reduce((a, p) => a + cpuSeconds(p), 0);
+  const inClient = (cmd: string, args: string[]): string => run('nsenter', [`--net=/run/netns/${lab.findPod('shop/client').netns}`, cmd, ...args]);
+  const out: Record<string, number> = {};
+  probeInPod('shop/client', 'connrate', SERVER, '7070', '300', '8');
+  let c0 = cpu();
+  const c = JSON.parse(probeInPod('shop/client', 'connrate', SERVER, '7070', '3000', '8')) as { perSecond: number; p50: number; p99: number };
+  Object.assign(out, { connPerS: c.perSecond, connP50ms: c.p50, cpuMsPerConn: ((cpu() - c0) / 3000) * 1000 });
+  inClient(fortio, ['load', '-qps', '1000', '-c', '8', '-t', '2s', `http://${SERVER}:8080/`]);
+  c0 = cpu();
+  const j = JSON.parse(inClient(fortio, ['load', '-qps', '1000', '-c', '64', '-uniform', '-t', '10s', '-json', '-', '-r', '0.00001', `http://${SERVER}:8080/`])) as {
+    DurationHistogram: { Count: number; Percentiles: { Percentile: number; Value: number }[] };
+  };
+  const pct = (p: number): number => (j.DurationHistogram.Percentiles.find((x) => x.Percentile === p)?.Value ?? NaN) * 1000;
+  Object.assign(out, { p50ms: pct(50), p99ms: pct(99), cpuMsPer1kReq: ((cpu() - c0) / (j.DurationHistogram.Count / 1000)) * 1000 });
+  c0 = cpu();
+  const b = (JSON.parse(inClient('iperf3', ['-c', SERVER, '-p', '5201', '-t', '5', '-J'])) as { end: { sum_received: { bits_per_second: number; bytes: number } } }).end.sum_received;
+  Object.assign(out, { gbps: b.bits_per_second / 1e9, cpuSPerGiB: (cpu() - c0) / (b.bytes / 2 ** 30) });
+  return out;
+}
+
+async function main(): Promise<void> {
+  const o = new Command().requiredOption('--before <rev>', 'git revision to compare against').option('--rounds <n>', 'A B rounds', '5').parse(process.argv).opts<{ before: string; rounds: string }>();
+  if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces, eBPF)');
+  const fortio = run('bash', [join(ROOT, 'scripts/go-tool.sh'), 'fortio']).trim();
+  const before = buildRevision(o.before);
+  try {
+    const old = (await import(join(before.dir, 'dist/src/lab/lab.js'))) as Lab;
+    await current.labDown();
+    await current.labUp(MANIFESTS);
+    const ns = `--net=/run/netns/${current.findPod('shop/cart-remote').netns}`;
+    startProbeServers(['shop/cart-remote'], 7070);
+    spawn('nsenter', [ns, 'iperf3', '-s', '-p', '5201'], { stdio: 'ignore', detached: true }).unref();
+    spawn('nsenter', [ns, process.execPath, LOADGEN, 'serve', '8080', '1024'], { stdio: 'ignore', detached: true }).unref();
+    const results: Record<'before' | 'after', Record<string, number>[]> = { before: [], after: [] };
+    for (let r = 1; r <= Number(o.rounds); r++) {
+      for (const [name, lab] of [['before', old], ['after', current]] as const) {
+        const m = await measure(lab, fortio);
+        results[name].push(m);
+        process.stdout.write(`round ${r} ${name.padEnd(6)} ${Object.entries(m).map(([k, v]) => `${k}=${v.toFixed(3)}`).join(' ')}\n`);
+      }
+    }
+    process.stdout.write(`\nmedians of ${o.rounds} rounds, ${o.before} (before) vs this checkout (after):\n`);
+    for (const k of Object.keys(results.before[0] ?? {})) {
+      const a = median(results.before.map((x) => x[k] ?? NaN));
+      const b = median(results.after.map((x) => x[k] ?? NaN));
+      process.stdout.write(`  ${k.padEnd(14)} ${a.toFixed(3).padStart(10)} -> ${b.toFixed(3).padStart(10)}  (${(((b - a) / a) * 100).toFixed(1)}%)\n`);
+    }
+  } finally {
+    await current.labDown();
+    before.remove();
+    rmSync(join(before.dir, '..'), { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`compare failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  void current.labDown().finally(() => process.exit(1));
+});
