@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import * as current from '../src/lab/lab.js';
 import { probeInPod, startProbeServers } from '../src/lab/probe-runner.js';
+import { clientReusesTimeWait } from './lab-client.js';
 
 type Lab = typeof current;
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -81,6 +82,7 @@ async function main(): Promise<void> {
     await current.labUp(MANIFESTS);
     const ns = `--net=/run/netns/${current.findPod('shop/cart-remote').netns}`;
     startProbeServers(['shop/cart-remote'], 7070);
+    clientReusesTimeWait();
     spawn('nsenter', [ns, 'iperf3', '-s', '-p', '5201'], { stdio: 'ignore', detached: true }).unref();
     spawn('nsenter', [ns, process.execPath, LOADGEN, 'serve', '8080', '1024'], { stdio: 'ignore', detached: true }).unref();
     const results: Record<'before' | 'after', Record<string, number>[]> = { before: [], after: [] };

@@ -13,6 +13,7 @@ import { findPod, labDown, labNetns, labUp, readLabState, type LabState } from '
 import { probeInPod, startProbeServers } from '../src/lab/probe-runner.js';
 import { latencyChart } from './chart.js';
 import { startSidecars } from './sidecar.js';
+import { clientReusesTimeWait } from './lab-client.js';
 
 const MANIFESTS = fileURLToPath(new URL('../../manifests/examples/demo/cluster.yaml', import.meta.url));
 const LOADGEN = fileURLToPath(new URL('../src/lab/loadgen.js', import.meta.url));
@@ -89,6 +90,7 @@ interface ConnSample {
 
 const ECHO_PORT = 7070;
 
+
 /** count new connections from the client pod, conc at a time, each with one 64-byte echo. */
 function connrate(count: number, conc: number): ConnSample {
   const r = JSON.parse(probeInPod('shop/client', 'connrate', SERVER_IP, String(ECHO_PORT), String(count), String(conc))) as ConnSample & { ok: boolean; error?: string };
@@ -144,6 +146,7 @@ async function main(): Promise<void> {
     const original = readFileSync(state.manifests, 'utf8');
     background('shop/cart-remote', process.execPath, [LOADGEN, 'serve', '8080', String(payload)]);
     startProbeServers(['shop/cart-remote'], ECHO_PORT);
+    clientReusesTimeWait();
     startSidecars(join(state.manifests, '..', 'sidecar'), join(state.manifests, '..', 'ca'), findPod('shop/client'), findPod('shop/cart-remote'), {
       forwards: [{ local: 15001, remote: 15443, app: 8080 }, { local: 15002, remote: 15444, app: 5201 }],
     });

@@ -82,3 +82,20 @@ t.test('the example waypoint Deployment runs a valid waypoint for its Gateway', 
   t.equal(dep.spec.template.metadata.labels['gateway.networking.k8s.io/gateway-name'], gw?.metadata.name, 'its pods carry the label the daemons find them by');
   t.equal((gw?.spec as { gatewayClassName?: string }).gatewayClassName, 'istio-waypoint');
 });
+
+t.test('the example manifests are objects an API server accepts: pods have containers and existing service accounts', async (t) => {
+  const files = ['demo/cluster.yaml', 'loopback/mesh.yaml', 'waypoint/bookinfo.yaml', 'waypoint/cluster.yaml', 'policies.yaml'];
+  for (const file of files) {
+    const objects = docs(join(root, 'examples', file)).filter((o) => o !== null);
+    const accounts = new Set(objects.filter((o) => o.kind === 'ServiceAccount').map((o) => `${o.metadata.namespace ?? 'default'}/${o.metadata.name}`));
+    for (const o of objects) {
+      t.ok(o.apiVersion !== undefined && o.kind !== undefined && o.metadata.name !== undefined, `${file}: ${o.kind} ${o.metadata.name} has apiVersion, kind and name`);
+      if (o.kind !== 'Pod') continue;
+      const spec = o.spec as { containers?: { name?: string; image?: string }[]; serviceAccountName?: string } | undefined;
+      const containers = spec?.containers ?? [];
+      t.ok(containers.length > 0 && containers.every((c) => c.name !== undefined && c.image !== undefined), `${file}: pod ${o.metadata.name} has containers, each with a name and an image`);
+      const sa = spec?.serviceAccountName;
+      if (sa !== undefined && sa !== 'default') t.ok(accounts.has(`${o.metadata.namespace ?? 'default'}/${sa}`), `${file}: pod ${o.metadata.name}'s service account ${sa} is declared`);
+    }
+  }
+});

@@ -215,9 +215,12 @@ spec:
     const node2 = readLabState()?.nodes.find((n) => n.name === 'node-2');
     const ns = (cmd: string, ...args: string[]): string => spawnSync('nsenter', [`--net=/run/netns/ztl-node-2`, cmd, ...args], { encoding: 'utf8' }).stdout;
     t.match(ns('tc', 'filter', 'show', 'dev', 'eth0', 'ingress'), /capture_uplink/, 'hooked while running');
+    const sysctl = (key: string): string => ns('sysctl', '-n', key).trim();
+    t.same([sysctl('net.ipv4.tcp_early_demux'), sysctl('net.ipv4.tcp_tw_reuse')], ['0', '1'], 'early demux off and TIME_WAIT reuse on while running');
     await stopDaemon(node2?.pid, 'SIGTERM');
     t.equal(ns('tc', 'filter', 'show', 'dev', 'eth0', 'ingress').trim(), '', 'no filter left on the uplink');
     t.notMatch(ns('ip', 'rule', 'show'), /fwmark/, 'no fwmark rule left');
+    t.same([sysctl('net.ipv4.tcp_early_demux'), sysctl('net.ipv4.tcp_tw_reuse')], ['1', '2'], 'both sysctls restored to the namespace defaults');
     await labRestartNode('node-2');
     t.match(probe('shop/client', 'whoami', CART_REMOTE, '9000'), { ok: true, seenAs: CLIENT });
   });
