@@ -226,7 +226,7 @@ async function main(): Promise<void> {
     writeFileSync(join(dir, 'fortio.json'), `${JSON.stringify({ date, machine, params, summary, extras, runs }, null, 2)}\n`);
     const f = (v: number | undefined, d = 3): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(d));
     const md = [
-      `# fortio-style latency ${date}`,
+      `# Latency and cost, measured with fortio ${date}`,
       '',
       `HTTP/1.1 GET, ${payload}-byte responses, shop/client (node-1) → shop/cart-remote (node-2) in the lab; ${qps} qps over ${conns} connections, ${seconds} s per run, medians of ${rounds} rounds measured in turn. Load: ${toolDetail}. Machine: ${machine.cpus} × ${machine.cpu}, Linux ${machine.kernel}, Node ${machine.node}; daemons, proxies, pods and the load generator share these cores.`,
       '',
