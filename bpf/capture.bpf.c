@@ -2,7 +2,8 @@
 /* ztunnel-ts capture: tc ingress on every pod's host-side veth and on the node's uplink.
  * Steers TCP leaving captured pods, and plaintext/HBONE TCP arriving for them, into the node daemon's
  * transparent listeners with bpf_sk_assign. No iptables, no packet rewriting: the daemon's socket sees the
- * original addresses. Everything that is not IPv4 TCP passes untouched. */
+ * original addresses. IPv4 from a pod's veth with a source other than the pod's IP is dropped; everything
+ * else that is not IPv4 TCP passes untouched. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -29,6 +30,16 @@ static __always_inline int captured(__u32 ip)
 	struct workload_info *w = bpf_map_lookup_elem(&ztunnel_workloads, &ip);
 
 	return w && (w->flags & WORKLOAD_CAPTURED);
+}
+
+/* True when the veth the packet came in on belongs to a pod whose IP is not the packet's source. A veth
+ * the daemon has not registered yet is not judged. */
+static __always_inline int spoofed(struct __sk_buff *skb, __u32 saddr)
+{
+	__u32 ifindex = skb->ingress_ifindex;
+	__u32 *own = bpf_map_lookup_elem(&ztunnel_pod_ifaces, &ifindex);
+
+	return own && *own != saddr;
 }
 
 /* Assign sk to the packet, mark it for the local-delivery route, release the reference. */
@@ -67,7 +78,15 @@ static __always_inline int capture(struct __sk_buff *skb, const bool from_pod)
 	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return TC_ACT_OK;
 	ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_TCP || ip->ihl != 5)
+	if ((void *)(ip + 1) > data_end)
+		return TC_ACT_OK;
+	/* Anti-spoofing, before anything else: a pod sends only from its own IP (any protocol), so that it
+	 * cannot borrow another pod's identity by address. */
+	if (from_pod && spoofed(skb, ip->saddr)) {
+		count(STAT_DROPPED_SPOOFED);
+		return TC_ACT_SHOT;
+	}
+	if (ip->protocol != IPPROTO_TCP || ip->ihl != 5)
 		return TC_ACT_OK;
 	tcp = (void *)(ip + 1);
 	if ((void *)(tcp + 1) > data_end)

@@ -45,6 +45,15 @@ struct {
 	__type(value, __u32);
 } ztunnel_node_ips SEC(".maps");
 
+/* Each local pod's host-side veth (ifindex) → the pod's IP (network byte order): IPv4 from that veth
+ * with any other source is a pod borrowing another's address, and is dropped. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} ztunnel_pod_ifaces SEC(".maps");
+
 /* Per-CPU counters, indexed by enum capture_stat. */
 enum capture_stat {
 	STAT_ASSIGNED_ESTABLISHED = 0,
@@ -52,7 +61,8 @@ enum capture_stat {
 	STAT_DROPPED_NO_LISTENER = 2,
 	STAT_PASSED = 3,
 	STAT_ERRORS = 4,
-	STAT_MAX = 5,
+	STAT_DROPPED_SPOOFED = 5,
+	STAT_MAX = 6,
 };
 
 struct {

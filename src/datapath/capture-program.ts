@@ -7,7 +7,7 @@ import { BPF_ANY, BPF_TC_F_REPLACE, BPF_TC_INGRESS, TC_HOOK_SIZE, TC_OPTS_SIZE, 
 export const DEFAULT_OBJECT = fileURLToPath(new URL('../../../bpf/capture.bpf.o', import.meta.url));
 
 /** Mirrors enum capture_stat in bpf/lib/maps.h. */
-export const STAT_NAMES = ['assigned_established', 'assigned_listener', 'dropped_no_listener', 'passed', 'errors'] as const;
+export const STAT_NAMES = ['assigned_established', 'assigned_listener', 'dropped_no_listener', 'passed', 'errors', 'dropped_spoofed'] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 
 export const WORKLOAD_CAPTURED = 0x1;
@@ -70,6 +70,7 @@ interface MapFds {
   readonly workloads: number;
   readonly nodeIps: number;
   readonly stats: number;
+  readonly podIfaces: number;
 }
 
 export class CaptureProgram {
@@ -111,7 +112,13 @@ export class CaptureProgram {
     return new CaptureProgram(
       obj,
       { pod: prog(PROGRAMS.pod), uplink: prog(PROGRAMS.uplink) },
-      { config: map('ztunnel_config'), workloads: map('ztunnel_workloads'), nodeIps: map('ztunnel_node_ips'), stats: map('ztunnel_stats') },
+      {
+        config: map('ztunnel_config'),
+        workloads: map('ztunnel_workloads'),
+        nodeIps: map('ztunnel_node_ips'),
+        stats: map('ztunnel_stats'),
+        podIfaces: map('ztunnel_pod_ifaces'),
+      },
     );
   }
 
@@ -157,6 +164,13 @@ export class CaptureProgram {
     return out;
   }
 
+  /** The pod behind a veth we attached to may send only from ip (anti-spoofing). */
+  setPodInterface(ifname: string, ip: string): void {
+    const ifindex = this.#attached.get(ifname);
+    if (ifindex === undefined) throw new DatapathError('DATAPATH_MAP', `${ifname} is not attached`);
+    this.#update(this.#maps.podIfaces, u32(ifindex), ipKey(ip), 'ztunnel_pod_ifaces');
+  }
+
   /** Attaches to tc ingress of an interface of the current network namespace (replacing ours). */
   attach(ifname: string, kind: HookKind): void {
     const ifindex = c.ifNameToIndex(ifname) as number;
@@ -174,6 +188,7 @@ export class CaptureProgram {
     const ifindex = this.#attached.get(ifname);
     if (ifindex === undefined) return;
     this.#attached.delete(ifname);
+    bpf.mapDelete(this.#maps.podIfaces, u32(ifindex)); // ENOENT (an uplink) is fine
     if ((c.ifNameToIndex(ifname) as number) !== ifindex) return; // the veth went away with its pod
     const hook = tcHook(ifindex);
     bpf.tcDetach(hook, tcOpts(0, 0));

@@ -71,6 +71,7 @@ export class EbpfDatapath {
       }
       try {
         program.attach(ifname, 'pod');
+        program.setPodInterface(ifname, w.ip);
         this.#podInterfaces.set(w.ip, ifname);
       } catch (err) {
         logger.error({ pod: w.uid, err: (err as Error).message }, 'cannot attach capture to pod interface');

@@ -114,6 +114,23 @@ t.test('eBPF capture in a two-node lab', { skip: labSkipReason ?? false }, async
     t.match(probe('shop/client', 'whoami', CART_LOCAL, '9000'), { ok: true, seenAs: CLIENT });
   });
 
+  t.test('regression: a pod sending from another pod\'s IP is dropped before any redirection (anti-spoofing)', async (t) => {
+    const client = findPod('shop/client').netns;
+    const inClient = (...args: string[]): ReturnType<typeof spawnSync> => spawnSync('nsenter', [`--net=/run/netns/${client}`, ...args], { encoding: 'utf8', timeout: 10_000 });
+    // The client pod takes cart-local's address as a second one and connects from it.
+    inClient('ip', 'addr', 'add', `${CART_LOCAL}/32`, 'dev', 'eth0');
+    t.teardown(() => void inClient('ip', 'addr', 'del', `${CART_LOCAL}/32`, 'dev', 'eth0'));
+    const connectFrom = (source: string): string => {
+      const script = `const s=require('net').connect({host:'${CART_REMOTE}',port:9000,localAddress:'${source}'});s.setTimeout(2000,()=>{console.log('timeout');process.exit(0)});s.on('data',(d)=>{console.log('answered '+d);process.exit(0)});s.on('error',(e)=>{console.log(e.code);process.exit(0)})`;
+      return String(inClient(process.execPath, '-e', script).stdout).trim();
+    };
+    const dropped = (): number => Number(/ztunnel_ebpf_capture_packets_total\{action="dropped_spoofed"\} (\d+)/.exec(metricsIn('ztl-node-1'))?.[1] ?? NaN);
+    const before = dropped();
+    t.equal(connectFrom(CART_LOCAL), 'timeout', "from cart-local's address: nothing comes back");
+    t.ok(dropped() > before, `the datapath counted the spoofed packets (${before} -> ${dropped()})`);
+    t.match(connectFrom(CLIENT), /^answered .*"peer":"10\.244\.1\.10"/, 'from its own address the same pod is answered');
+  });
+
   t.test('a service VIP spreads over endpoints on both nodes', async (t) => {
     const answered = new Set<string>();
     for (let i = 0; i < 20; i++) {
