@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { PolicyEngine } from './authz/engine.js';
 import type { Authorizer } from './authz/hook.js';
 import type { Config } from './config/config.js';
-import { DEFAULT_TIMEOUTS, type HboneTimeouts } from './hbone/constants.js';
+import { CLIENT_MAX_STREAMS_PER_CONNECTION, DEFAULT_TIMEOUTS, type HboneTimeouts } from './hbone/constants.js';
 import { HbonePool } from './hbone/pool.js';
 import { HboneServer } from './hbone/server.js';
 import { CertManager } from './identity/cert-manager.js';
@@ -17,6 +17,8 @@ import type { ProxyInputs } from './proxy/inputs.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { PlainSocketFactory, type SocketFactory } from './proxy/sockets.js';
 import { useProxyBufferSizes } from './proxy/buffers.js';
+import { ConnectionLimiter } from './proxy/limits.js';
+import { raiseFdLimit, type FdLimit } from './datapath/fd-limit.js';
 import { EbpfDatapath, INBOUND_PLAIN_PORT, OUTBOUND_PORT } from './datapath/datapath.js';
 import { TransparentSocketFactory } from './datapath/transparent-sockets.js';
 import { unmapIPv4 } from './hbone/server.js';
@@ -52,6 +54,8 @@ export class App {
   readonly #deps: AppDeps;
   readonly metrics: Metrics;
   readonly flows = new FlowBus();
+  readonly limits: ConnectionLimiter;
+  #fdLimit: FdLimit | undefined;
   readonly #httpServers: http.Server[] = [];
   readonly #addresses: Record<'admin' | 'metrics' | 'readiness', AddressInfo | undefined> = { admin: undefined, metrics: undefined, readiness: undefined };
   #listening = false;
@@ -75,6 +79,7 @@ export class App {
       return l;
     };
     const timeouts = { ...DEFAULT_TIMEOUTS, ...deps.timeouts };
+    this.limits = new ConnectionLimiter({ maxConnections: config.maxConnections, maxConnectionsPerSource: config.maxConnectionsPerSource });
     const sockets = deps.sockets ?? (config.capture === 'ebpf' ? new TransparentSocketFactory() : new PlainSocketFactory());
     this.certs = new CertManager(certSource, child('certs'));
     this.pool = new HbonePool({
@@ -82,6 +87,7 @@ export class App {
       dial: (dst, srcIp, signal) => sockets.connect(dst, srcIp, signal),
       logger: child('pool'),
       timeouts,
+      maxStreamsPerConnection: Math.min(CLIENT_MAX_STREAMS_PER_CONNECTION, config.maxHboneStreams),
     });
     this.metrics = new Metrics({
       pool: () => this.pool.stats,
@@ -101,6 +107,7 @@ export class App {
       authorizer: deps.authorizer ?? new PolicyEngine({ state: this.state, rootNamespace: config.rootNamespace, logger: child('authz') }),
       logger: child('proxy'),
       telemetry,
+      limits: this.limits,
     });
     this.inbound = new InboundProxy(this.#pi);
     this.outbound = new OutboundProxy(this.#pi, this.inbound);
@@ -109,6 +116,7 @@ export class App {
       trustDomain: config.trustDomain,
       logger: child('hbone'),
       timeouts,
+      maxConcurrentStreams: config.maxHboneStreams,
       identityFor: (ip) => this.inbound.localWorkload(ip)?.identity,
       onRequest: (req) => this.inbound.handleHbone(req),
     });
@@ -132,6 +140,8 @@ export class App {
   }
 
   async #start(): Promise<void> {
+    this.#fdLimit = raiseFdLimit();
+    this.#logger.info(this.#fdLimit, 'descriptor limit');
     await this.#startHttp();
     this.state.on('change', () => this.#onStateChange());
     await this.#source.start();
@@ -200,6 +210,13 @@ export class App {
       })),
       manifestErrors: this.manifestErrors.map((e) => e.message),
       pool: this.pool.stats,
+      limits: {
+        maxConnections: this.config.maxConnections,
+        maxConnectionsPerSource: this.config.maxConnectionsPerSource,
+        maxHboneStreams: this.config.maxHboneStreams,
+        openConnections: this.limits.open,
+        fileDescriptors: this.#fdLimit,
+      },
       capture: this.config.capture === 'ebpf' ? Object.fromEntries(Object.entries(this.#datapath?.stats() ?? {}).map(([k, v]) => [k, Number(v)])) : null,
     };
   }

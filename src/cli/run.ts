@@ -17,6 +17,9 @@ export function registerRun(program: Command): void {
     .option('--admin <ip:port>', 'admin endpoint (config_dump, logging, quitquitquit, flows)', '127.0.0.1:15000')
     .option('--metrics <ip:port>', 'Prometheus endpoint', '0.0.0.0:15020')
     .option('--readiness <ip:port>', 'readiness endpoint', '0.0.0.0:15021')
+    .option('--max-connections <n>', 'proxied connections open at once; more are refused (0: no limit)', '0')
+    .option('--max-connections-per-source <n>', 'the same, per source pod IP (0: no limit)', '0')
+    .option('--max-hbone-streams <n>', 'HBONE streams a peer may open on one connection', '200')
     .action(async (flags: Record<string, unknown>) => {
       const config = configFromFlags(flags);
       const logger = createLogger(config.logLevel, config.logFormat);

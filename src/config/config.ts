@@ -79,6 +79,8 @@ export function parseFlags<T>(schema: z.ZodType<T>, raw: Record<string, unknown>
   return r.data;
 }
 
+const count = (name: string) => z.coerce.number({ error: `${name} must be a number` }).int(`${name} must be a whole number`).min(0, `${name} must not be negative`);
+
 export const runFlagsSchema = z
   .object({
     node: z.string({ error: '--node is required' }).min(1, '--node is required'),
@@ -89,6 +91,9 @@ export const runFlagsSchema = z
     admin: address('127.0.0.1:15000'),
     metrics: address('0.0.0.0:15020'),
     readiness: address('0.0.0.0:15021'),
+    maxConnections: count('--max-connections').default(0),
+    maxConnectionsPerSource: count('--max-connections-per-source').default(0),
+    maxHboneStreams: count('--max-hbone-streams').min(1, '--max-hbone-streams must be at least 1').default(200),
   })
   .superRefine((f, ctx) => {
     checkSharedFlags(f, ctx);
@@ -150,6 +155,11 @@ export interface Config extends SharedConfig {
   /** /config_dump, /logging, /quitquitquit, /flows. */
   readonly adminAddress: Address;
   readonly upstreamConnectMs: number;
+  /** Proxied connections open at once, in all and per source IP; 0 is no limit. */
+  readonly maxConnections: number;
+  readonly maxConnectionsPerSource: number;
+  /** HBONE streams a peer may open on one connection to us (and at most 100 on ours to a peer). */
+  readonly maxHboneStreams: number;
 }
 
 /** Validates raw flag values; throws ConfigError with one line naming the flag at fault. */
@@ -163,5 +173,8 @@ export function configFromFlags(raw: Record<string, unknown>): Config {
     uplinks: f.uplink,
     adminAddress: f.admin,
     upstreamConnectMs: 10_000,
+    maxConnections: f.maxConnections,
+    maxConnectionsPerSource: f.maxConnectionsPerSource,
+    maxHboneStreams: f.maxHboneStreams,
   });
 }

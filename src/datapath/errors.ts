@@ -4,7 +4,8 @@ export type DatapathErrorCode =
   | 'DATAPATH_ATTACH'
   | 'DATAPATH_MAP'
   | 'DATAPATH_SOCKET'
-  | 'DATAPATH_NODE_CONFIG';
+  | 'DATAPATH_NODE_CONFIG'
+  | 'DATAPATH_RLIMIT';
 
 /** A datapath failure, naming the interface or object, the call and the errno. */
 export class DatapathError extends Error {

@@ -32,6 +32,8 @@ export const c = {
   bind: libc.func('int bind(int fd, const void *addr, unsigned int len)'),
   listen: libc.func('int listen(int fd, int backlog)'),
   close: libc.func('int close(int fd)'),
+  getrlimit: libc.func('int getrlimit(int resource, _Out_ void *rlim)'),
+  setrlimit: libc.func('int setrlimit(int resource, const void *rlim)'),
 };
 
 export function errno(): number {

@@ -56,6 +56,8 @@ export interface HboneServerOptions {
    * is sent the original service VIP:port instead.
    */
   readonly authorityIsAddressed?: boolean;
+  /** HBONE streams a peer may open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS). */
+  readonly maxConcurrentStreams?: number;
 }
 
 export function unmapIPv4(ip: string | undefined): string {
@@ -126,7 +128,7 @@ export class HboneServer {
       maxSessionMemory: MAX_SESSION_MEMORY_MB,
       settings: {
         initialWindowSize: STREAM_WINDOW_BYTES,
-        maxConcurrentStreams: SERVER_MAX_CONCURRENT_STREAMS,
+        maxConcurrentStreams: this.#opts.maxConcurrentStreams ?? SERVER_MAX_CONCURRENT_STREAMS,
         enablePush: false,
       },
     });

@@ -6,7 +6,8 @@ export type ProxyErrorCode =
   | 'PROXY_UNKNOWN_TARGET'
   | 'PROXY_DENIED'
   | 'PROXY_RECURSION'
-  | 'PROXY_DRAINING';
+  | 'PROXY_DRAINING'
+  | 'PROXY_LIMIT';
 
 export class ProxyError extends Error {
   readonly code: ProxyErrorCode;

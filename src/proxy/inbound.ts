@@ -102,6 +102,10 @@ export class InboundProxy {
       mtls: true,
     });
     const progress: CopyProgress = { aToB: 0, bToA: 0 };
+    if (!this.#admit(record, req.src)) {
+      if (!req.stream.destroyed) req.stream.respond({ ':status': 503 }, { endStream: true });
+      return;
+    }
     this.open(req.src, req.peerIdentity, req.dst).then(
       ({ upstream, workload }) => {
         record.fields.dstWorkload = workload;
@@ -137,6 +141,10 @@ export class InboundProxy {
       dstWorkload: this.localWorkload(origDst.ip),
     });
     const progress: CopyProgress = { aToB: 0, bToA: 0 };
+    if (!this.#admit(record, src)) {
+      client.resetAndDestroy();
+      return;
+    }
     this.open(src, undefined, origDst).then(
       ({ upstream, workload }) => {
         record.fields.dstWorkload = workload;
@@ -150,6 +158,17 @@ export class InboundProxy {
         client.resetAndDestroy();
       },
     );
+  }
+
+  /** Takes a connection slot for src until the record is written; refuses (and records why) at the limit. */
+  #admit(record: ConnectionRecord, src: SocketAddress): boolean {
+    const admission = this.#pi.limits.admit(src.ip);
+    if (!admission.admitted) {
+      record.record({ clientToServer: 0, serverToClient: 0, error: new ProxyError('PROXY_LIMIT', `refused: ${admission.reason}`), flag: 'CONNECTION_LIMIT' });
+      return false;
+    }
+    record.onRecorded(admission.release);
+    return true;
   }
 
   /** After a policy change: closes every open connection the policies no longer allow. */

@@ -6,6 +6,7 @@ import type { HbonePool } from '../hbone/pool.js';
 import type { CertManager } from '../identity/cert-manager.js';
 import type { State } from '../model/state.js';
 import type { Telemetry } from '../telemetry/access-log.js';
+import type { ConnectionLimiter } from './limits.js';
 import type { SocketFactory } from './sockets.js';
 
 export interface ProxyInputs {
@@ -20,4 +21,5 @@ export interface ProxyInputs {
   readonly authorizer: Authorizer;
   readonly logger: Logger;
   readonly telemetry: Telemetry;
+  readonly limits: ConnectionLimiter;
 }

@@ -51,6 +51,9 @@ export class OutboundProxy {
       if (hooks.onFailed !== undefined) hooks.onFailed(err, flag);
       else client.resetAndDestroy();
     };
+    const admission = this.#pi.limits.admit(src.ip);
+    if (!admission.admitted) return fail(new ProxyError('PROXY_LIMIT', `refused: ${admission.reason}`), 'CONNECTION_LIMIT');
+    record.onRecorded(admission.release);
     let req: OutboundRequest;
     if (source === undefined) {
       if (hooks.strictSource === true) {

@@ -50,6 +50,7 @@ export class ConnectionRecord {
   readonly #startedAt = process.hrtime.bigint();
   #recorded = false;
   #opened = false;
+  #onRecorded: (() => void) | undefined;
 
   constructor(telemetry: Telemetry, fields: ConnectionFields) {
     this.#t = telemetry;
@@ -58,6 +59,11 @@ export class ConnectionRecord {
 
   get recorded(): boolean {
     return this.#recorded;
+  }
+
+  /** Runs fn once, when the connection's result is recorded (a limiter's slot is given back there). */
+  onRecorded(fn: () => void): void {
+    this.#onRecorded = fn;
   }
 
   /** The connection is established: counted as opened, shown as a flow. */
@@ -79,6 +85,7 @@ export class ConnectionRecord {
   record(outcome: ConnectionOutcome): void {
     if (this.#recorded) return;
     this.#recorded = true;
+    this.#onRecorded?.();
     const f = this.fields;
     const durationMs = Number(process.hrtime.bigint() - this.#startedAt) / 1e6;
     const line = {

@@ -103,6 +103,8 @@ export interface MeshOptions {
   readonly caDir?: string;
   /** Receives every log line of both daemons, parsed, with the node name. */
   readonly logSink?: (line: Record<string, unknown>) => void;
+  /** More `run` flags for node-1 (camelCase, as commander gives them). */
+  readonly node1Flags?: Record<string, unknown>;
 }
 
 export async function startMesh(plan: MeshPlan, opts: MeshOptions = {}): Promise<Mesh> {
@@ -122,6 +124,7 @@ export async function startMesh(plan: MeshPlan, opts: MeshOptions = {}): Promise
         readiness: '127.0.0.1:0',
         drainSeconds: 1,
         ...(opts.certTtl === undefined ? {} : { certTtl: opts.certTtl }),
+        ...(node === 'node-1' ? opts.node1Flags : {}),
       }),
       opts.logSink === undefined
         ? quietLogger().child({ node })
