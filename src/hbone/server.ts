@@ -60,6 +60,10 @@ export interface HboneServerOptions {
   readonly maxConcurrentStreams?: number;
 }
 
+function connectionKey(s: Pick<Socket, 'remoteAddress' | 'remotePort' | 'localAddress' | 'localPort'>): string {
+  return `${s.remoteAddress ?? ''}:${s.remotePort ?? 0}>${s.localAddress ?? ''}:${s.localPort ?? 0}`;
+}
+
 export function unmapIPv4(ip: string | undefined): string {
   return ip?.startsWith('::ffff:') === true ? ip.slice(7) : (ip ?? '');
 }
@@ -69,6 +73,8 @@ export class HboneServer {
   readonly #servers = new Map<string, http2.Http2SecureServer>();
   readonly #sessions = new Set<ServerHttp2Session>();
   readonly #sockets = new Set<Socket>();
+  /** Accepted connections whose TLS handshake has not finished, by 4-tuple (raw and TLS sockets share it). */
+  readonly #handshaking = new Map<string, NodeJS.Timeout>();
   #closing = false;
 
   constructor(opts: HboneServerOptions) {
@@ -105,7 +111,21 @@ export class HboneServer {
     }
     if (socket.destroyed) return;
     this.#sockets.add(socket);
-    socket.once('close', () => this.#sockets.delete(socket));
+    // An absolute deadline for TLS: Node's handshakeTimeout is an idle timer, so a client that sends one
+    // byte every few seconds would hold a handshake (and a descriptor) open forever.
+    const key = connectionKey(socket);
+    const deadline = setTimeout(() => {
+      if (!this.#handshaking.has(key)) return;
+      logger.info({ src: socket.remoteAddress, dst: localIp }, 'hbone tls handshake did not finish in time');
+      socket.destroy();
+    }, this.#opts.timeouts.handshakeMs);
+    deadline.unref();
+    this.#handshaking.set(key, deadline);
+    socket.once('close', () => {
+      this.#sockets.delete(socket);
+      clearTimeout(deadline);
+      this.#handshaking.delete(key);
+    });
     // Listeners accept half-open sockets (plain TCP needs that), but HTTP/2 has no half-close: a client
     // that sends FIN without GOAWAY is gone, and a half-open session would hold this socket and every
     // stream's upstream forever (CLOSE-WAIT). The TLS socket inherits this.
@@ -137,6 +157,11 @@ export class HboneServer {
     server.on('tlsClientError', (err, sock) =>
       logger.info({ err: sock.authorizationError ?? err.message, src: sock.remoteAddress, identity }, 'hbone tls handshake failed'),
     );
+    server.on('secureConnection', (tlsSocket: TLSSocket) => {
+      const key = connectionKey(tlsSocket);
+      clearTimeout(this.#handshaking.get(key));
+      this.#handshaking.delete(key);
+    });
     server.on('sessionError', (err) => logger.debug({ err: err.message }, 'hbone session error'));
     server.on('session', (session) => {
       const peer = peerIdentity(session.socket as unknown as TLSSocket);

@@ -84,6 +84,13 @@ export function copyBidirectional(a: Duplex, b: Duplex, progress: CopyProgress =
         finish(new Error(wasReset ? `stream reset (code ${rstCode})` : 'connection reset'));
       }
     };
+    // A side that closed before the copy began (an HTTP/2 stream the peer reset while its upstream was
+    // being connected) will emit no more events: without this the other side would stay open forever.
+    const gone = (side: Duplex): boolean => side.destroyed || side.closed;
+    if (gone(a) || gone(b)) {
+      finish(new Error('a side closed before the copy started'));
+      return;
+    }
     a.on('error', onError);
     b.on('error', onError);
     a.once('close', onClose(a));

@@ -109,7 +109,7 @@ export class InboundProxy {
     this.open(req.src, req.peerIdentity, req.dst).then(
       ({ upstream, workload }) => {
         record.fields.dstWorkload = workload;
-        if (req.stream.destroyed) {
+        if (req.stream.destroyed || req.stream.closed) {
           upstream.destroy();
           record.record({ clientToServer: 0, serverToClient: 0, error: new Error('client went away'), flag: 'DOWNSTREAM_RESET' });
           return;

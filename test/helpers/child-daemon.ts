@@ -26,6 +26,11 @@ export async function startChildDaemon(o: ChildDaemonOptions): Promise<ChildDaem
   args.push('--admin', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--readiness', '127.0.0.1:0', '--drain-seconds', '1', ...(o.extraArgs ?? []));
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = once(proc, 'exit').then(() => undefined);
+  // A test that ends without its teardown (a failed assertion in setup, a timeout) must not leave a
+  // daemon holding the test's addresses for the next run.
+  const orphanGuard = (): void => void proc.kill('SIGKILL');
+  process.once('exit', orphanGuard);
+  void exited.then(() => process.off('exit', orphanGuard));
   let stderr = '';
   proc.stderr?.on('data', (c: Buffer) => (stderr += String(c)));
   await new Promise<void>((resolve, reject) => {
