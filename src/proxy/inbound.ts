@@ -46,6 +46,17 @@ export function flagFor(err: unknown): string {
   return 'CONNECTION_FAILURE';
 }
 
+/**
+ * Takes a slot for a connection from src, held until its result is recorded; at a limit, the error
+ * (flag CONNECTION_LIMIT) for the caller to record. Every entry of the daemon goes through here.
+ */
+export function takeConnectionSlot(pi: ProxyInputs, record: ConnectionRecord, src: SocketAddress): ProxyError | undefined {
+  const admission = pi.limits.admit(src.ip);
+  if (!admission.admitted) return new ProxyError('PROXY_LIMIT', `refused: ${admission.reason}`);
+  record.onRecorded(admission.release);
+  return undefined;
+}
+
 export class InboundProxy {
   readonly #pi: ProxyInputs;
   /** Open upstream connections and the request they were authorized for, for re-evaluation. */
@@ -160,15 +171,12 @@ export class InboundProxy {
     );
   }
 
-  /** Takes a connection slot for src until the record is written; refuses (and records why) at the limit. */
+  /** A connection slot for src, or false with the refusal recorded. */
   #admit(record: ConnectionRecord, src: SocketAddress): boolean {
-    const admission = this.#pi.limits.admit(src.ip);
-    if (!admission.admitted) {
-      record.record({ clientToServer: 0, serverToClient: 0, error: new ProxyError('PROXY_LIMIT', `refused: ${admission.reason}`), flag: 'CONNECTION_LIMIT' });
-      return false;
-    }
-    record.onRecorded(admission.release);
-    return true;
+    const refused = takeConnectionSlot(this.#pi, record, src);
+    if (refused === undefined) return true;
+    record.record({ clientToServer: 0, serverToClient: 0, error: refused, flag: 'CONNECTION_LIMIT' });
+    return false;
   }
 
   /** After a policy change: closes every open connection the policies no longer allow. */

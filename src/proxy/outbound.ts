@@ -8,7 +8,7 @@ import type { Workload } from '../model/types.js';
 import { ConnectionRecord } from '../telemetry/access-log.js';
 import { copyBidirectional, type CopyProgress } from './copy.js';
 import { ProxyError } from './errors.js';
-import { flagFor, type InboundProxy } from './inbound.js';
+import { flagFor, takeConnectionSlot, type InboundProxy } from './inbound.js';
 import type { ProxyInputs } from './inputs.js';
 import { buildOutboundRequest, type OutboundRequest } from './outbound-request.js';
 
@@ -51,9 +51,8 @@ export class OutboundProxy {
       if (hooks.onFailed !== undefined) hooks.onFailed(err, flag);
       else client.resetAndDestroy();
     };
-    const admission = this.#pi.limits.admit(src.ip);
-    if (!admission.admitted) return fail(new ProxyError('PROXY_LIMIT', `refused: ${admission.reason}`), 'CONNECTION_LIMIT');
-    record.onRecorded(admission.release);
+    const refused = takeConnectionSlot(this.#pi, record, src);
+    if (refused !== undefined) return fail(refused, 'CONNECTION_LIMIT');
     let req: OutboundRequest;
     if (source === undefined) {
       if (hooks.strictSource === true) {

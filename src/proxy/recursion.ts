@@ -6,7 +6,7 @@ import type { SocketAddress } from '../hbone/headers.js';
 import type { State } from '../model/state.js';
 
 /** Ports of the daemon itself. */
-export const DAEMON_PORTS: ReadonlySet<number> = new Set([15001, 15006, 15008]);
+const DAEMON_PORTS: ReadonlySet<number> = new Set([15001, 15006, 15008]);
 
 /** Why dst is the daemon (this node's or a peer's), or undefined when it is not. */
 export function recursionReason(state: State, nodeName: string, dst: SocketAddress): string | undefined {

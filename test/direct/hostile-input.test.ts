@@ -16,6 +16,13 @@ import { meshManifests, podIp, startEcho } from '../helpers/loopback.js';
 const plan = { net: 226 };
 const target = podIp(plan, 2, 1);
 
+/** A CONNECT stream whose errors (resets are the point here) are expected. */
+function connectStream(s: http2.ClientHttp2Session, authority: string, extra: http2.OutgoingHttpHeaders = {}): http2.ClientHttp2Stream {
+  const stream = s.request({ ':method': 'CONNECT', ':authority': authority, ...extra }, { endStream: false });
+  stream.on('error', () => undefined);
+  return stream;
+}
+
 t.test('hostile input on 15008', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ztunnel-ts-hostile-'));
   const manifests = join(dir, 'mesh.yaml');
@@ -45,8 +52,7 @@ t.test('hostile input on 15008', async (t) => {
   const legitimate = async (): Promise<string> => {
     const s = await session();
     try {
-      const stream = s.request({ ':method': 'CONNECT', ':authority': `${target}:8080` }, { endStream: false });
-      stream.on('error', () => undefined);
+      const stream = connectStream(s, `${target}:8080`);
       const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
       if (Number(headers[':status']) !== 200) return `status ${String(headers[':status'])}`;
       stream.end('ping');
@@ -97,9 +103,7 @@ t.test('hostile input on 15008', async (t) => {
   t.test('rapid reset: 5000 CONNECTs cancelled as soon as they are sent', async (t) => {
     const s = await session();
     for (let i = 0; i < 5000 && !s.destroyed; i++) {
-      const stream = s.request({ ':method': 'CONNECT', ':authority': `${target}:8080` }, { endStream: false });
-      stream.on('error', () => undefined);
-      stream.close(http2.constants.NGHTTP2_CANCEL);
+      connectStream(s, `${target}:8080`).close(http2.constants.NGHTTP2_CANCEL);
       if (i % 100 === 0) await new Promise((r) => setImmediate(r));
     }
     await new Promise((r) => setTimeout(r, 500));
@@ -114,11 +118,7 @@ t.test('hostile input on 15008', async (t) => {
 
   t.test('more streams than the server advertises (200)', async (t) => {
     const s = await session();
-    const streams = Array.from({ length: 300 }, () => {
-      const stream = s.request({ ':method': 'CONNECT', ':authority': `${target}:8080` }, { endStream: false });
-      stream.on('error', () => undefined);
-      return stream;
-    });
+    const streams = Array.from({ length: 300 }, () => connectStream(s, `${target}:8080`));
     const statuses = await Promise.all(
       streams.map((st) => new Promise<number>((resolve) => {
         st.once('response', (h) => resolve(Number(h[':status'])));
@@ -134,8 +134,7 @@ t.test('hostile input on 15008', async (t) => {
   t.test('malformed CONNECT authorities are refused with 400', async (t) => {
     const s = await session();
     for (const authority of ['', 'no-port', `${target}:`, `${target}:99999`, '[::1', 'a'.repeat(5000), `${target}:8080:1`, '999.1.1.1:80']) {
-      const stream = s.request({ ':method': 'CONNECT', ':authority': authority }, { endStream: false });
-      stream.on('error', () => undefined);
+      const stream = connectStream(s, authority);
       const status = await new Promise<number>((resolve) => {
         stream.once('response', (h) => resolve(Number(h[':status'])));
         stream.once('close', () => resolve(0));
@@ -148,8 +147,7 @@ t.test('hostile input on 15008', async (t) => {
 
   t.test('an oversized header list', async (t) => {
     const s = await session();
-    const stream = s.request({ ':method': 'CONNECT', ':authority': `${target}:8080`, 'x-big': 'x'.repeat(200_000) }, { endStream: false });
-    stream.on('error', () => undefined);
+    const stream = connectStream(s, `${target}:8080`, { 'x-big': 'x'.repeat(200_000) });
     const ended = await Promise.race([new Promise((r) => stream.once('close', () => r('stream closed'))), new Promise((r) => s.once('close', () => r('session closed'))), new Promise((r) => setTimeout(() => r('nothing'), 3000))]);
     t.not(ended, 'nothing', `the request was refused (${String(ended)})`);
     s.destroy();
@@ -198,11 +196,7 @@ t.test('hostile input on 15008', async (t) => {
 
   t.test('slowloris: 50 tunnels opened and never read or written', async (t) => {
     const s = await session();
-    const streams = Array.from({ length: 50 }, () => {
-      const stream = s.request({ ':method': 'CONNECT', ':authority': `${target}:8080` }, { endStream: false });
-      stream.on('error', () => undefined);
-      return stream;
-    });
+    const streams = Array.from({ length: 50 }, () => connectStream(s, `${target}:8080`));
     await Promise.all(streams.map((st) => new Promise((r) => st.once('response', r))));
     await check(t, 'while they sit open');
     s.destroy();
