@@ -3,10 +3,11 @@
 #   scripts/go-tool.sh fortio          -> .../fortio-v1.66.5/fortio
 #   scripts/go-tool.sh kube-apiserver  -> .../kubernetes-v1.34.4/bin/kube-apiserver (also kube-controller-manager, kubectl)
 #   scripts/go-tool.sh etcd            -> .../etcd-v3.6.5/bin/etcd
+#   scripts/go-tool.sh gateway-api-crds -> .../gateway-api-v1.4.1 (the standard channel's CRD YAML files)
 # The cache is ${ZTUNNEL_TS_CACHE:-$HOME/.cache/ztunnel-ts}/go; a tool is rebuilt only when its pinned
 # version changes. Needs Go and the Go module proxy. Binaries are never committed.
 set -euo pipefail
-name=${1:?usage: go-tool.sh fortio|kube-apiserver|kube-controller-manager|kubectl|etcd}
+name=${1:?usage: go-tool.sh fortio|kube-apiserver|kube-controller-manager|kubectl|etcd|gateway-api-crds}
 cache="${ZTUNNEL_TS_CACHE:-$HOME/.cache/ztunnel-ts}/go"
 need_go() { command -v go >/dev/null 2>&1 || { echo "go-tool.sh: Go is not installed, cannot build $name" >&2; exit 3; }; }
 
@@ -57,11 +58,28 @@ build_etcd() {
   echo "$dir/bin/etcd"
 }
 
+# The Gateway API CRDs (Gateway, HTTPRoute) ship in the sigs.k8s.io/gateway-api module's config/ tree:
+# the module proxy serves them with checksums, so no download site is needed.
+GATEWAY_API_VERSION=v1.4.1
+gateway_api_crds() {
+  local dir="$cache/gateway-api-$GATEWAY_API_VERSION" src
+  if [ ! -s "$dir/gateway.networking.k8s.io_httproutes.yaml" ]; then
+    need_go
+    src=$(cd "${TMPDIR:-/tmp}" && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [ -d "$src/config/crd/standard" ] || { echo "go-tool.sh: no config/crd/standard in sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" >&2; exit 1; }
+    mkdir -p "$dir"
+    cp "$src"/config/crd/standard/gateway.networking.k8s.io_{gatewayclasses,gateways,httproutes}.yaml "$dir/"
+    chmod u+w "$dir"/*.yaml
+  fi
+  echo "$dir"
+}
+
 case "$name" in
   # fortio v1.67 and later need grol.io/grol, which the module proxy here refuses (403); v1.66.5 does not.
   fortio) module=fortio.org/fortio; version=v1.66.5; bin=fortio ;;
   kube-apiserver|kube-controller-manager|kubectl) build_kube "$name"; exit 0 ;;
   etcd) build_etcd; exit 0 ;;
+  gateway-api-crds) gateway_api_crds; exit 0 ;;
   *) echo "go-tool.sh: unknown tool $name" >&2; exit 2 ;;
 esac
 dir="$cache/$name-$version"

@@ -1,6 +1,11 @@
 // `ztunnel-ts lab up | down | status | exec`: the multi-node lab of network namespaces.
 import type { Command } from 'commander';
-import { labDown, labExec, labStatus, labUp } from '../lab/lab.js';
+import { spawnSync } from 'node:child_process';
+import { goTool } from '../lab/go-tools.js';
+import { labDown, labExec, labStatus, labUp, readLabState } from '../lab/lab.js';
+import { FABRIC_NETNS } from '../lab/plan.js';
+import { nsArgs } from '../lab/shell.js';
+import { UsageError } from './usage-error.js';
 
 export function registerLab(program: Command): void {
   const lab = program.command('lab').description('a multi-node cluster of network namespaces on this machine');
@@ -8,9 +13,11 @@ export function registerLab(program: Command): void {
     .command('up')
     .description('build nodes, pods and routes, start the CA and one daemon per node')
     .requiredOption('-f, --file <path>', 'manifests (file or directory)')
-    .action(async (o: { file: string }) => {
-      const state = await labUp(o.file);
-      process.stdout.write(`lab up: ${state.nodes.length} nodes, ${state.pods.length} pods (ztunnel-ts lab status)\n`);
+    .option('--kube', 'a real control plane (etcd, kube-apiserver, kube-controller-manager, built with Go) holds the objects; use `lab kubectl`')
+    .action(async (o: { file: string; kube?: boolean }) => {
+      const state = await labUp(o.file, { kube: o.kube === true });
+      const how = state.kube === undefined ? '' : ', objects in kube-apiserver (ztunnel-ts lab kubectl -- get pods -A)';
+      process.stdout.write(`lab up: ${state.nodes.length} nodes, ${state.pods.length} pods${how} (ztunnel-ts lab status)\n`);
     });
   lab
     .command('down')
@@ -28,12 +35,24 @@ export function registerLab(program: Command): void {
         process.stdout.write(`${JSON.stringify(s)}\n`);
         return;
       }
+      const cp = s.controlPlane;
       const lines = [
+        ...(cp === undefined ? [] : [`control plane ${cp.api}  etcd ${cp.etcd}  kube-apiserver ${cp.apiserver}  kube-controller-manager ${cp.controllerManager}  ${cp.running ? 'running' : 'NOT RUNNING'}`]),
         ...s.nodes.map((n) => `node ${n.name}  ${n.ip}  netns ${n.netns}  pid ${n.pid}  ${n.ready ? 'ready' : 'NOT READY'}`),
         ...s.pods.map((p) => `pod  ${p.namespace}/${p.name}  ${p.ip}  on ${p.node}  netns ${p.netns}`),
         ...s.waypoints.map((w) => `waypoint in ${w.pod}  pid ${w.pid}  ${w.ready ? 'ready' : 'NOT READY'}`),
       ];
       process.stdout.write(`${lines.length === 0 ? 'no lab' : lines.join('\n')}\n`);
+    });
+  lab
+    .command('kubectl')
+    .description('kubectl as admin against a `lab up --kube` control plane: lab kubectl -- ARGS...')
+    .argument('<args...>')
+    .action((args: string[]) => {
+      const kube = readLabState()?.kube;
+      if (kube === undefined) throw new UsageError('no lab with a control plane is up: run `ztunnel-ts lab up --kube -f FILE`');
+      const r = spawnSync('nsenter', nsArgs(FABRIC_NETNS, goTool('kubectl'), ['--kubeconfig', kube.kubeconfig, ...args]), { stdio: 'inherit' });
+      process.exitCode = r.status ?? 1;
     });
   lab
     .command('exec')

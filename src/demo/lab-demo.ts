@@ -1,8 +1,10 @@
 // `npm run demo`: the lab, for a person to read. Two nodes of network namespaces with one ztunnel-ts
 // daemon each and eBPF capture; pods send ordinary TCP. Shows a request crossing nodes over HBONE with
 // both SPIFFE identities in the daemons' logs, then flips the namespace label live, then tears down.
+// `npm run demo -- --kube`: the same on a real control plane, the label flipped with kubectl.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { labKubectl } from '../lab/kube-lab.js';
 import { labStatus, labUp, type LabState } from '../lab/lab.js';
 import { runLabDemo, say, show, sleep } from './demo-kit.js';
 import { probeInPod as inPod, startProbeServers } from '../lab/probe-runner.js';
@@ -21,10 +23,28 @@ function lastConnections(state: LabState, node: string, since: number): Record<s
 const lineCount = (state: LabState, node: string): number =>
   readFileSync(state.nodes.find((n) => n.name === node)?.log ?? '', 'utf8').split('\n').length - 1;
 
+/** Sets the shop namespace's dataplane mode: in the manifests file the daemons watch, or with kubectl. */
+function setMode(state: LabState, mode: 'ambient' | 'none'): void {
+  if (state.kube !== undefined) {
+    show(`kubectl label --overwrite namespace shop istio.io/dataplane-mode=${mode}`);
+    labKubectl(state.kube, ['label', '--overwrite', 'namespace', 'shop', `istio.io/dataplane-mode=${mode}`]);
+    return;
+  }
+  const text = readFileSync(state.manifests, 'utf8');
+  writeFileSync(state.manifests, text.replace(/istio\.io\/dataplane-mode: (ambient|none)/, `istio.io/dataplane-mode: ${mode}`));
+}
+
+const KUBE = process.argv.includes('--kube');
+
 runLabDemo('lab demo', async () => {
-  say('1. A lab of two nodes (network namespaces), a standalone CA, one ztunnel-ts daemon per node with eBPF capture');
-  const state = await labUp(MANIFESTS);
+  say(
+    KUBE
+      ? '1. A lab of two nodes on a real control plane (etcd, kube-apiserver, kube-controller-manager), a CA and one daemon per node, all in --kube mode'
+      : '1. A lab of two nodes (network namespaces), a standalone CA, one ztunnel-ts daemon per node with eBPF capture',
+  );
+  const state = await labUp(MANIFESTS, { kube: KUBE });
   const s = labStatus();
+  if (state.kube !== undefined) for (const line of labKubectl(state.kube, ['get', 'pods', '--all-namespaces', '-o', 'wide']).trimEnd().split('\n')) show(line);
   for (const n of s.nodes) show(`node ${n.name} ${n.ip} daemon pid ${n.pid} ${n.ready ? 'ready' : 'NOT READY'}`);
   for (const p of s.pods) show(`pod  ${p.namespace}/${p.name} ${p.ip} on ${p.node}`);
   startProbeServers(['shop/cart-local', 'shop/cart-remote', 'legacy/old-app']);
@@ -42,8 +62,7 @@ runLabDemo('lab demo', async () => {
   }
 
   say('3. The namespace label istio.io/dataplane-mode flips to "none", live: no restart of anything');
-  const original = readFileSync(state.manifests, 'utf8');
-  writeFileSync(state.manifests, original.replace('istio.io/dataplane-mode: ambient', 'istio.io/dataplane-mode: none'));
+  setMode(state, 'none');
   await sleep(800);
   mark1 = lineCount(state, 'node-1');
   show(`reply: ${inPod('shop/client', 'whoami', '10.244.2.10', '9000')}`);
@@ -51,7 +70,7 @@ runLabDemo('lab demo', async () => {
   show(`node-1 daemon saw ${lastConnections(state, 'node-1', mark1).length} connection(s): the traffic went direct, outside the mesh`);
 
   say('4. And back to "ambient"');
-  writeFileSync(state.manifests, original);
+  setMode(state, 'ambient');
   await sleep(800);
   mark1 = lineCount(state, 'node-1');
   show(`reply: ${inPod('shop/client', 'whoami', '10.244.2.10', '9000')}`);

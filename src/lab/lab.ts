@@ -3,17 +3,20 @@
 // has a /32 address, a veth to its node (proxy ARP, Calico style) and a default route through it. One
 // daemon per node (eBPF capture) and a standalone CA in the fabric netns. `down` removes all of it, also
 // after a crash, by name prefix.
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FABRIC_BRIDGE_IP, FABRIC_NETNS, NETNS_PREFIX, planLab, type LabNode, type LabPod } from './plan.js';
-import { LabError, inNetns, nsArgs, run } from './shell.js';
+import { CA_AUDIENCE } from '../identity/node-authenticator.js';
+import { apiUrl } from './control-plane.js';
+import { accountKubeconfig, labControlPlaneLayout, loadLabObjects, podKubeconfig, podToken, startLabControlPlane, ztunnelPodName, type LabKube } from './kube-lab.js';
+import { FABRIC_BRIDGE_IP, FABRIC_NETNS, NETNS_PREFIX, SERVICE_CIDR, planLab, type LabNode, type LabPod } from './plan.js';
+import { LabError, alive, inNetns, nsArgs, run, spawnDetachedIn } from './shell.js';
 
 export const LAB_DIR = process.env['ZTUNNEL_LAB_DIR'] ?? '/run/ztunnel-ts-lab';
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const READY_TIMEOUT_MS = 20_000;
-export const SERVICE_CIDR = '10.96.0.0/16';
+export { SERVICE_CIDR };
 
 export interface LabState {
   readonly nodes: (LabNode & { pid: number; log: string; args: string[] })[];
@@ -22,12 +25,16 @@ export interface LabState {
   /** Waypoint processes, one per waypoint pod. */
   readonly waypoints?: { pod: string; pid: number; log: string }[];
   readonly manifests: string;
+  /** Set by `lab up --kube`: the control plane that holds the objects (the daemons do not read `manifests`). */
+  readonly kube?: LabKube;
 }
 
 export interface LabStatus {
   nodes: { name: string; netns: string; ip: string; pid: number; ready: boolean }[];
   waypoints: { pod: string; pid: number; ready: boolean }[];
   pods: { namespace: string; name: string; node: string; ip: string; netns: string }[];
+  /** With `lab up --kube`: the control plane's processes. */
+  controlPlane?: { api: string; etcd: number; apiserver: number; controllerManager: number; running: boolean };
 }
 
 const statePath = (): string => join(LAB_DIR, 'state.json');
@@ -44,20 +51,7 @@ function sysctl(netns: string, key: string, value: string): void {
 }
 
 function spawnIn(netns: string, args: string[], log: string, nodeArgs: readonly string[] = []): number {
-  const fd = openSync(log, 'a');
-  const child = spawn('nsenter', nsArgs(netns, process.execPath, [...nodeArgs, CLI, ...args]), { detached: true, stdio: ['ignore', fd, fd] });
-  child.unref();
-  if (child.pid === undefined) throw new LabError(`could not start ${args.join(' ')} in ${netns}`);
-  return child.pid;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+  return spawnDetachedIn(netns, process.execPath, [...nodeArgs, CLI, ...args], log);
 }
 
 function logHas(log: string, msg: string): boolean {
@@ -87,6 +81,8 @@ export interface UpOptions {
   readonly daemonArgs?: readonly string[];
   /** Flags for node itself in every daemon (e.g. --cpu-prof for profiling). */
   readonly nodeArgs?: readonly string[];
+  /** A real control plane in the fabric namespace holds the objects; everything runs in --kube mode. */
+  readonly kube?: boolean;
 }
 
 export async function labUp(manifestPath: string, opts: UpOptions = {}): Promise<LabState> {
@@ -97,22 +93,37 @@ export async function labUp(manifestPath: string, opts: UpOptions = {}): Promise
   writeFileSync(manifests, plan.manifestText);
   try {
     buildNetwork(plan.nodes, plan.pods);
+    let kube: LabKube | undefined;
+    if (opts.kube === true) {
+      kube = await startLabControlPlane(join(LAB_DIR, 'k8s'), (k) => writeFileSync(statePath(), JSON.stringify({ nodes: [], pods: plan.pods, ca: { pid: 0, log: '' }, manifests, kube: k })));
+      await loadLabObjects(kube, plan);
+    }
     const caDir = join(LAB_DIR, 'ca');
     run(process.execPath, [CLI, 'ca', 'init', '--dir', caDir]);
     const caLog = join(LAB_DIR, 'ca.log');
-    const caPid = spawnIn(FABRIC_NETNS, ['ca', 'serve', '--dir', caDir, '--manifests', manifests, '--listen', `${FABRIC_BRIDGE_IP}:15012`], caLog);
-    const partial: LabState = { nodes: [], pods: plan.pods, ca: { pid: caPid, log: caLog }, manifests };
+    const caUrl = ['--ca-url', `https://${FABRIC_BRIDGE_IP}:15012`, '--ca-root', join(caDir, 'root-cert.pem')];
+    // Where state comes from: the manifests file (watched), or the API server with a token of the process's own.
+    const source = (account: { namespace: string; name: string; serviceAccount: string } | undefined, file: string): string[] =>
+      kube === undefined ? ['--manifests', manifests]
+      : ['--kube', '--kubeconfig', account === undefined ? accountKubeconfig(kube, 'istio-system', 'ztunnel-ca', file) : podKubeconfig(kube, account, file)];
+    const caPid = spawnIn(FABRIC_NETNS, ['ca', 'serve', '--dir', caDir, ...source(undefined, join(LAB_DIR, 'ca.kubeconfig')), '--listen', `${FABRIC_BRIDGE_IP}:15012`], caLog);
+    const partial: LabState = { nodes: [], pods: plan.pods, ca: { pid: caPid, log: caLog }, manifests, ...(kube === undefined ? {} : { kube }) };
     writeFileSync(statePath(), JSON.stringify(partial));
     await waitForLog(caLog, 'ca serving', caPid);
+    /** The credential a process shows the CA: a lab token, or in --kube mode a TokenRequest token bound to its pod. */
+    const caToken = (account: { namespace: string; name: string; serviceAccount: string }, lab: string[], file: string): string => {
+      if (kube === undefined) run(process.execPath, [CLI, 'ca', 'token', '--dir', caDir, ...lab, '--out', file]);
+      else writeFileSync(file, podToken(kube, account, CA_AUDIENCE), { mode: 0o600 });
+      return file;
+    };
     const nodes: LabState['nodes'] = [];
     for (const n of plan.nodes) {
-      const token = join(LAB_DIR, `${n.name}.jwt`);
-      run(process.execPath, [CLI, 'ca', 'token', '--dir', caDir, '--node', n.name, '--out', token]);
+      const account = { namespace: 'istio-system', name: ztunnelPodName(n.name), serviceAccount: 'ztunnel' };
+      const token = caToken(account, ['--node', n.name], join(LAB_DIR, `${n.name}.jwt`));
       const log = join(LAB_DIR, `${n.name}.log`);
       const args = [
-        'run', '--node', n.name, '--manifests', manifests, '--capture', 'ebpf', '--uplink', 'eth0',
-        '--ca-url', `https://${FABRIC_BRIDGE_IP}:15012`, '--ca-token', token, '--ca-root', join(caDir, 'root-cert.pem'),
-        ...(opts.daemonArgs ?? []),
+        'run', '--node', n.name, ...source(account, join(LAB_DIR, `${n.name}.kubeconfig`)), '--capture', 'ebpf', '--uplink', 'eth0',
+        ...caUrl, '--ca-token', token, ...(opts.daemonArgs ?? []),
       ];
       const pid = spawnIn(n.netns, args, log, opts.nodeArgs);
       nodes.push({ ...n, pid, log, args });
@@ -123,14 +134,13 @@ export async function labUp(manifestPath: string, opts: UpOptions = {}): Promise
     for (const p of plan.pods) {
       if (p.waypoint === undefined) continue;
       const ref = `${p.namespace}/${p.name}`;
+      const account = { namespace: p.namespace, name: p.name, serviceAccount: p.waypoint.serviceAccount };
       // A pod token: the waypoint may obtain its own identity and nothing else.
-      const token = join(LAB_DIR, `${p.namespace}.${p.name}.jwt`);
-      run(process.execPath, [CLI, 'ca', 'token', '--dir', caDir, '--pod', ref, '--out', token]);
+      const token = caToken(account, ['--pod', ref], join(LAB_DIR, `${p.namespace}.${p.name}.jwt`));
       const log = join(LAB_DIR, `waypoint.${p.namespace}.${p.name}.log`);
       const args = [
         'waypoint', '--name', p.waypoint.name, '--namespace', p.namespace, '--service-account', p.waypoint.serviceAccount,
-        '--manifests', manifests, '--ca-url', `https://${FABRIC_BRIDGE_IP}:15012`, '--ca-token', token, '--ca-root', join(caDir, 'root-cert.pem'),
-        '--listen', `${p.ip}:15008`,
+        ...source(account, join(LAB_DIR, `${p.namespace}.${p.name}.kubeconfig`)), ...caUrl, '--ca-token', token, '--listen', `${p.ip}:15008`,
       ];
       waypoints.push({ pod: ref, pid: spawnIn(p.netns, args, log), log });
       writeFileSync(statePath(), JSON.stringify({ ...partial, nodes, waypoints }));
@@ -186,7 +196,8 @@ function buildNetwork(nodes: readonly LabNode[], pods: readonly LabPod[]): void 
 /** Stops every lab process and removes every lab namespace. Safe to run twice, and after a crash. */
 export async function labDown(): Promise<void> {
   const state = readLabState();
-  const pids = state === undefined ? [] : [...(state.waypoints ?? []).map((w) => w.pid), ...state.nodes.map((n) => n.pid), state.ca.pid];
+  const kube = state?.kube === undefined ? [] : [state.kube.pids.controllerManager, state.kube.pids.apiserver, state.kube.pids.etcd];
+  const pids = state === undefined ? [] : [...(state.waypoints ?? []).map((w) => w.pid), ...state.nodes.map((n) => n.pid), state.ca.pid, ...kube].filter((p) => p > 0);
   for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGTERM');
   const deadline = Date.now() + 5000;
   while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
@@ -228,6 +239,9 @@ export function labStatus(): LabStatus {
     nodes: state.nodes.map((n) => ({ name: n.name, netns: n.netns, ip: n.ip, pid: n.pid, ready: alive(n.pid) && logHas(n.log, 'ztunnel-ts ready') })),
     waypoints: (state.waypoints ?? []).map((w) => ({ pod: w.pod, pid: w.pid, ready: alive(w.pid) && logHas(w.log, 'waypoint ready') })),
     pods: state.pods.map((p) => ({ namespace: p.namespace, name: p.name, node: p.node, ip: p.ip, netns: p.netns })),
+    ...(state.kube === undefined
+      ? {}
+      : { controlPlane: { api: apiUrl(labControlPlaneLayout(state.kube.dir)), ...state.kube.pids, running: Object.values(state.kube.pids).every(alive) } }),
   };
 }
 

@@ -9,6 +9,7 @@ import { LabError } from './shell.js';
 export const NETNS_PREFIX = 'ztl-';
 export const FABRIC_NETNS = `${NETNS_PREFIX}fabric`;
 export const FABRIC_BRIDGE_IP = '172.18.0.1';
+export const SERVICE_CIDR = '10.96.0.0/16';
 
 export interface LabNode {
   readonly name: string;
@@ -37,6 +38,8 @@ export interface LabPlan {
   readonly pods: LabPod[];
   /** The manifests with pod IPs and node addresses filled in: what the daemons and the CA read. */
   readonly manifestText: string;
+  /** The same objects, for `lab up --kube` to create. */
+  readonly objects: readonly object[];
 }
 
 type Obj = {
@@ -107,5 +110,5 @@ export function planLab(path: string): LabPlan {
     if (existing !== undefined) existing.status = status;
     else objects.push({ kind: 'Node', metadata: { name: n.name }, status, ...{ apiVersion: 'v1' } } as Obj);
   }
-  return { nodes, pods, manifestText: objects.map((o) => stringify(o)).join('---\n') };
+  return { nodes, pods, manifestText: objects.map((o) => stringify(o)).join('---\n'), objects };
 }

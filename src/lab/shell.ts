@@ -1,5 +1,6 @@
 // Running ip/nsenter for the lab; every failure names the command.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { openSync } from 'node:fs';
 
 export class LabError extends Error {
   readonly code = 'LAB';
@@ -27,4 +28,23 @@ export function inNetns(netns: string, cmd: string, args: readonly string[], opt
 
 export function nsArgs(netns: string, cmd: string, args: readonly string[]): string[] {
   return [`--net=/run/netns/${netns}`, cmd, ...args];
+}
+
+/** Starts a long-lived lab process inside a namespace, detached, its output appended to log; returns its pid. */
+export function spawnDetachedIn(netns: string, cmd: string, args: readonly string[], log: string): number {
+  const fd = openSync(log, 'a');
+  const child = spawn('nsenter', nsArgs(netns, cmd, args), { detached: true, stdio: ['ignore', fd, fd] });
+  child.unref();
+  if (child.pid === undefined) throw new LabError(`could not start ${cmd} ${args.join(' ')} in ${netns}`);
+  return child.pid;
+}
+
+/** Whether a process is still there (signal 0 only asks). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -80,16 +80,30 @@ export class KubeSource {
       services: () => core.listServiceForAllNamespaces(),
       nodes: () => core.listNode(),
     };
-    return WATCHED.map((w) => ({
-      kind: w.kind,
-      apiVersion: w.group === '' ? w.version : `${w.group}/${w.version}`,
-      path: w.group === '' ? `/api/${w.version}/${w.plural}` : `/apis/${w.group}/${w.version}/${w.plural}`,
-      list: () =>
+    return WATCHED.map((w) => {
+      const list = (): Promise<k8s.KubernetesListObject<k8s.KubernetesObject>> =>
         (w.group === '' ? (coreList[w.plural] ?? (() => Promise.reject(new Error(`no list for ${w.plural}`))))() : custom.listClusterCustomObject({ group: w.group, version: w.version, plural: w.plural })) as Promise<
           k8s.KubernetesListObject<k8s.KubernetesObject>
-        >,
-      ...(w.optional === true ? { optional: true } : {}),
-    }));
+        >;
+      let lists = 0;
+      /** A list has succeeded: the informer lists again only when its watch's resourceVersion is refused. */
+      let listed = false;
+      return {
+        kind: w.kind,
+        apiVersion: w.group === '' ? w.version : `${w.group}/${w.version}`,
+        path: w.group === '' ? `/api/${w.version}/${w.plural}` : `/apis/${w.group}/${w.version}/${w.plural}`,
+        // The informer resumes a broken watch from its resourceVersion and lists again only when the API
+        // server answers 410 Gone (its history was compacted): worth a line, it costs a full list.
+        list: async () => {
+          lists += 1;
+          if (listed) this.#opts.logger.info({ kind: w.kind, lists }, 'kubernetes relist: the watch was too old (410 Gone)');
+          const result = await list();
+          listed = true;
+          return result;
+        },
+        ...(w.optional === true ? { optional: true } : {}),
+      };
+    });
   }
 
 

@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Test } from 'tap';
-import { labDown, labNetns, labUp, readLabState, type LabState } from '../../src/lab/lab.js';
+import { labDown, labNetns, labUp, readLabState, type LabState, type UpOptions } from '../../src/lab/lab.js';
 
 /** Why lab tests cannot run here, if they cannot. */
 export const labSkipReason: string | undefined =
@@ -48,14 +48,14 @@ function holderAlive(): boolean {
 }
 
 /** Takes the lab, builds it from manifests, and tears it down and frees it when the test ends. */
-export async function exclusiveLab(t: Test, manifests: string): Promise<LabState> {
+export async function exclusiveLab(t: Test, manifests: string, opts: UpOptions = {}): Promise<LabState> {
   const release = await acquireLab();
   if (labNetns().length > 0 || readLabState() !== undefined) await labDown();
   t.teardown(async () => {
     await labDown();
     release();
   });
-  return labUp(manifests);
+  return labUp(manifests, opts);
 }
 
 /** Waits for the lab to be free; returns the release function. A holder that died loses the lock. */
