@@ -13,6 +13,7 @@ import { CertManager } from './identity/cert-manager.js';
 import { certificateSource, type CertificateSource } from './identity/source.js';
 import { State } from './model/state.js';
 import { InboundProxy } from './proxy/inbound.js';
+import { EndpointPicker } from './proxy/endpoint-picker.js';
 import type { ProxyInputs } from './proxy/inputs.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { PlainSocketFactory, type SocketFactory } from './proxy/sockets.js';
@@ -55,6 +56,7 @@ export class App {
   readonly metrics: Metrics;
   readonly flows = new FlowBus();
   readonly limits: ConnectionLimiter;
+  readonly endpoints = new EndpointPicker();
   #fdLimit: FdLimit | undefined;
   readonly #httpServers: http.Server[] = [];
   readonly #addresses: Record<'admin' | 'metrics' | 'readiness', AddressInfo | undefined> = { admin: undefined, metrics: undefined, readiness: undefined };
@@ -108,6 +110,7 @@ export class App {
       logger: child('proxy'),
       telemetry,
       limits: this.limits,
+      endpoints: this.endpoints,
     });
     this.inbound = new InboundProxy(this.#pi);
     this.outbound = new OutboundProxy(this.#pi, this.inbound);
@@ -198,7 +201,10 @@ export class App {
       node: this.config.nodeName,
       config: { ...this.config },
       workloads: snap.workloads,
-      services: snap.services.map((s) => ({ ...s, endpoints: this.state.endpointsOf(s).map((w) => w.uid) })),
+      services: snap.services.map((s) => ({
+        ...s,
+        endpoints: this.state.endpointsOf(s).map((w) => ({ uid: w.uid, ip: w.ip, node: w.node, zone: w.locality.zone ?? null, ...w.health, openConnections: this.endpoints.load(w.uid) })),
+      })),
       waypoints: snap.waypoints.map((w) => ({ ...w, pods: this.state.waypointPods(w.uid).map((p) => p.uid) })),
       policies: engine?.policies ?? [],
       certificates: this.certs.snapshot().map((c) => ({

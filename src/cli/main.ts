@@ -5,6 +5,7 @@ import { registerAuthz } from './authz.js';
 import { registerCa } from './ca.js';
 import { registerLab } from './lab.js';
 import { registerObserve } from './observe.js';
+import { registerRoute } from './route.js';
 import { registerRun } from './run.js';
 import { registerWaypoint } from './waypoint.js';
 import { EXIT_USAGE, isInputError } from './usage-error.js';
@@ -17,6 +18,7 @@ const program = new Command('ztunnel-ts')
 registerRun(program);
 registerCa(program);
 registerAuthz(program);
+registerRoute(program);
 registerLab(program);
 registerObserve(program);
 registerWaypoint(program);

@@ -6,8 +6,10 @@
 //   pingpong IP PORT COUNT     COUNT 64-byte round trips on one connection; latency percentiles
 //   whoami IP PORT [TIMEOUT_MS] prints the address the server saw us as, and which server answered
 //   http-serve NAME [PORT]     HTTP on PORT (9080) answering {name, method, path, peer, xff}
-//   http-load IP PORT COUNT [METHOD] [PATH] [fresh] COUNT requests, keep-alive unless fresh (a connection each);
-//                              counts of statuses and of who answered
+//   http-load IP PORT COUNT [METHOD] [PATH] [fresh] [trace [SECONDS]] COUNT requests, keep-alive unless fresh
+//                              (a connection each); counts of statuses and of who answered; with trace also each
+//                              request's start time (ms since the epoch) and who answered it, in order, and
+//                              no more than SECONDS of them
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
@@ -151,18 +153,22 @@ if (mode === 'serve') {
     })
     .listen(Number(port ?? 9080), () => process.stdout.write('serving\n'));
 } else if (mode === 'http-load') {
-  const [ip, port, countText, method, path, fresh] = args;
+  const [ip, port, countText, method, path, fresh, trace, secondsText] = args;
+  const deadline = secondsText === undefined ? Infinity : Date.now() + Number(secondsText) * 1000;
   const agent = new http.Agent({ keepAlive: fresh !== 'fresh', maxSockets: 1 });
   const statuses: Record<string, number> = {};
   const servedBy: Record<string, number> = {};
+  const order: [number, string][] = [];
   const one = (): Promise<void> =>
     new Promise((resolve, reject) => {
+      const started = Date.now();
       const req = http.request({ host: ip, port: Number(port), method: method ?? 'GET', path: path ?? '/', agent, timeout: 15_000 }, (res) => {
         res.resume();
         res.on('end', () => {
           statuses[String(res.statusCode)] = (statuses[String(res.statusCode)] ?? 0) + 1;
           const by = String(res.headers['x-served-by'] ?? '-');
           servedBy[by] = (servedBy[by] ?? 0) + 1;
+          if (trace === 'trace') order.push([started, by]);
           resolve();
         });
       });
@@ -171,14 +177,14 @@ if (mode === 'serve') {
       req.end(method === 'POST' || method === 'PUT' ? 'payload' : undefined);
     });
   (async () => {
-    for (let i = 0; i < Number(countText ?? 1); i++) await one();
+    for (let i = 0; i < Number(countText ?? 1) && Date.now() < deadline; i++) await one();
   })().then(
     () => {
-      process.stdout.write(`${JSON.stringify({ ok: true, statuses, servedBy })}\n`);
+      process.stdout.write(`${JSON.stringify({ ok: true, statuses, servedBy, ...(trace === 'trace' ? { order } : {}) })}\n`);
       agent.destroy();
     },
     (e: Error) => fail(e.message),
   );
 } else {
-  fail('usage: probe serve | send IP PORT BYTES | hold IP PORT SECONDS | connrate IP PORT COUNT CONC | pingpong IP PORT COUNT | whoami IP PORT [TIMEOUT_MS] | http-serve NAME [PORT] | http-load IP PORT COUNT [METHOD] [PATH] [fresh]');
+  fail('usage: probe serve | send IP PORT BYTES | hold IP PORT SECONDS | connrate IP PORT COUNT CONC | pingpong IP PORT COUNT | whoami IP PORT [TIMEOUT_MS] | http-serve NAME [PORT] | http-load IP PORT COUNT [METHOD] [PATH] [fresh] [trace [SECONDS]]');
 }

@@ -37,9 +37,10 @@ export class State extends EventEmitter<StateEvents> {
       endpoints.set(
         s.uid,
         selector === undefined
-          ? s.endpointIps.flatMap((ip) => {
+          ? s.sliceEndpoints.flatMap(({ ip, health }) => {
+              // The slice's conditions speak for the endpoint; its pod (if any) for who it is.
               const w = byIp.get(ip);
-              return w === undefined ? [] : [w];
+              return w === undefined ? [] : [{ ...w, health }];
             })
           : snapshot.workloads.filter((w) => w.namespace === s.namespace && labelsMatch(selector, w.labels)),
       );

@@ -2,6 +2,24 @@
 
 export type Labels = Readonly<Record<string, string>>;
 
+/** Whether an endpoint may take new connections, with the Kubernetes meaning of EndpointSlice conditions. */
+export interface EndpointHealth {
+  /** Serving and not terminating: takes new connections. */
+  readonly ready: boolean;
+  /** Would pass its readiness check (also while terminating). */
+  readonly serving: boolean;
+  /** Being deleted (deletionTimestamp set). */
+  readonly terminating: boolean;
+  /** Why it is what it is, for config_dump and `route check`. */
+  readonly reason: string;
+}
+
+/** From the node's topology.kubernetes.io/region and /zone labels. */
+export interface Locality {
+  readonly region: string | undefined;
+  readonly zone: string | undefined;
+}
+
 export interface Workload {
   /** namespace/name, unique per pod. */
   readonly uid: string;
@@ -21,6 +39,9 @@ export interface Workload {
   readonly waypoint: string | undefined;
   /** "namespace/name" of the waypoint Gateway this pod implements (it is then never captured). */
   readonly implementsWaypoint: string | undefined;
+  readonly health: EndpointHealth;
+  /** Its node's locality. */
+  readonly locality: Locality;
 }
 
 export interface ServicePort {
@@ -39,8 +60,14 @@ export interface Service {
   readonly ports: readonly ServicePort[];
   /** undefined: endpoints are not managed by a selector (see endpointIps). */
   readonly selector: Labels | undefined;
-  /** For services without a selector: endpoint addresses from their EndpointSlices. */
-  readonly endpointIps: readonly string[];
+  /** For services without a selector: endpoint addresses from their EndpointSlices, with their conditions. */
+  readonly sliceEndpoints: readonly { readonly ip: string; readonly health: EndpointHealth }[];
+  /** spec.trafficDistribution, when it is one this daemon honours. */
+  readonly trafficDistribution: 'PreferClose' | 'PreferSameZone' | 'PreferSameNode' | undefined;
+  /** spec.internalTrafficPolicy: Local uses only endpoints on the client's node. */
+  readonly internalTrafficPolicy: 'Cluster' | 'Local';
+  /** spec.sessionAffinity ClientIP: a client sticks to one endpoint for this long. */
+  readonly sessionAffinity: { readonly timeoutSeconds: number } | undefined;
   readonly labels: Labels;
   /** "namespace/name" of the waypoint traffic to this service's VIP goes through, if any. */
   readonly waypoint: string | undefined;
@@ -102,6 +129,7 @@ export interface HttpRoute {
 export interface NodeInfo {
   readonly name: string;
   readonly ip: string | undefined;
+  readonly locality: Locality;
 }
 
 export interface NamespaceInfo {

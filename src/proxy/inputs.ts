@@ -6,6 +6,7 @@ import type { HbonePool } from '../hbone/pool.js';
 import type { CertManager } from '../identity/cert-manager.js';
 import type { State } from '../model/state.js';
 import type { Telemetry } from '../telemetry/access-log.js';
+import type { EndpointPicker } from './endpoint-picker.js';
 import type { ConnectionLimiter } from './limits.js';
 import type { SocketFactory } from './sockets.js';
 
@@ -22,4 +23,6 @@ export interface ProxyInputs {
   readonly logger: Logger;
   readonly telemetry: Telemetry;
   readonly limits: ConnectionLimiter;
+  /** Endpoint choice: open connections per endpoint and ClientIP affinity. */
+  readonly endpoints: EndpointPicker;
 }

@@ -2,9 +2,15 @@
 import type { SocketAddress } from '../hbone/headers.js';
 import type { State } from '../model/state.js';
 import type { Service, Workload } from '../model/types.js';
+import { NO_POLICY, type Choice, type ChoiceClient, type EndpointVerdict } from './endpoint-choice.js';
+import { EndpointPicker } from './endpoint-picker.js';
 import { recursionReason } from './recursion.js';
 
-export type OutboundRequest =
+/** Every endpoint that was considered for a Service or waypoint, and what became of it (for `route check`). */
+export type Considered = { readonly considered?: readonly EndpointVerdict<unknown>[] };
+
+export type OutboundRequest = Considered &
+  (
   /** HBONE to the destination's node (the pod IP on port 15008). */
   | {
       readonly kind: 'hbone';
@@ -25,17 +31,20 @@ export type OutboundRequest =
       readonly dstWorkload: Workload | undefined;
       readonly service: Service | undefined;
     }
-  | { readonly kind: 'reject'; readonly reason: string; readonly flag: 'NO_HEALTHY_UPSTREAM' | 'RECURSION' | 'NO_SERVICE_PORT' };
+  | { readonly kind: 'reject'; readonly reason: string; readonly flag: 'NO_HEALTHY_UPSTREAM' | 'RECURSION' | 'NO_SERVICE_PORT' });
 
 export interface OutboundContext {
   readonly state: State;
   readonly nodeName: string;
   readonly hbonePort: number;
-  /** Chooses among endpoints; random by default. */
-  readonly pick?: <T>(items: readonly T[]) => T;
+  /** Chooses among endpoints with this process's load and affinity; a fresh one (no history) by default. */
+  readonly endpoints?: EndpointPicker;
 }
 
-const randomPick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)] as T;
+/** Who is connecting, for locality, internalTrafficPolicy and ClientIP affinity. */
+function clientOf(ctx: OutboundContext, src: Workload): ChoiceClient {
+  return { node: ctx.nodeName, locality: ctx.state.node(ctx.nodeName)?.locality ?? src.locality, ip: src.ip };
+}
 
 export function buildOutboundRequest(ctx: OutboundContext, src: Workload, dst: SocketAddress): OutboundRequest {
   // The source is a captured pod, so its own daemon ports are covered too.
@@ -44,13 +53,13 @@ export function buildOutboundRequest(ctx: OutboundContext, src: Workload, dst: S
   const service = ctx.state.serviceByVip(dst.ip);
   if (service !== undefined) {
     if (service.waypoint !== undefined && src.implementsWaypoint !== service.waypoint) {
-      return viaWaypoint(ctx, service.waypoint, dst, service);
+      return viaWaypoint(ctx, src, service.waypoint, dst, service);
     }
-    return viaService(ctx, service, dst);
+    return viaService(ctx, src, service, dst);
   }
   const workload = ctx.state.workloadByIp(dst.ip);
   if (workload?.waypoint !== undefined && src.implementsWaypoint !== workload.waypoint) {
-    return viaWaypoint(ctx, workload.waypoint, dst, undefined);
+    return viaWaypoint(ctx, src, workload.waypoint, dst, undefined);
   }
   return toWorkload(ctx, workload, dst, undefined);
 }
@@ -60,12 +69,11 @@ export function buildOutboundRequest(ctx: OutboundContext, src: Workload, dst: S
  * so the waypoint routes by service. With no waypoint pod the connection fails: going around the
  * waypoint would skip its policies.
  */
-function viaWaypoint(ctx: OutboundContext, waypoint: string, dst: SocketAddress, service: Service | undefined): OutboundRequest {
-  const pods = ctx.state.waypointPods(waypoint);
-  if (pods.length === 0) {
-    return { kind: 'reject', reason: `waypoint ${waypoint} has no pods`, flag: 'NO_HEALTHY_UPSTREAM' };
-  }
-  const pod = (ctx.pick ?? randomPick)(pods);
+function viaWaypoint(ctx: OutboundContext, src: Workload, waypoint: string, dst: SocketAddress, service: Service | undefined): OutboundRequest {
+  const pods = ctx.state.waypointPods(waypoint).map((w) => ({ endpoint: w, value: undefined }));
+  const choice = (ctx.endpoints ?? new EndpointPicker()).choose({ ...NO_POLICY, uid: `waypoint ${waypoint}` }, pods, clientOf(ctx, src));
+  if (!choice.ok) return { kind: 'reject', reason: `waypoint ${waypoint}: ${choice.reason === 'no endpoints' ? 'no pods' : choice.reason}`, flag: 'NO_HEALTHY_UPSTREAM', considered: choice.verdicts };
+  const pod = choice.endpoint;
   return {
     kind: 'hbone',
     target: dst,
@@ -74,24 +82,31 @@ function viaWaypoint(ctx: OutboundContext, waypoint: string, dst: SocketAddress,
     dstWorkload: pod,
     service,
     waypoint,
+    considered: choice.verdicts,
   };
 }
 
-function viaService(ctx: OutboundContext, service: Service, dst: SocketAddress): OutboundRequest {
-  const port = service.ports.find((p) => p.port === dst.port);
-  if (port === undefined) {
+function viaService(ctx: OutboundContext, src: Workload, service: Service, dst: SocketAddress): OutboundRequest {
+  const choice = chooseServiceEndpoint(ctx.state, ctx.endpoints ?? new EndpointPicker(), service, dst.port, clientOf(ctx, src));
+  if (choice === undefined) {
     return { kind: 'reject', reason: `service ${service.uid} has no port ${dst.port}`, flag: 'NO_SERVICE_PORT' };
   }
-  const candidates: { w: Workload; port: number }[] = [];
-  for (const w of ctx.state.endpointsOf(service)) {
-    const target = typeof port.targetPort === 'number' ? port.targetPort : w.namedPorts[port.targetPort];
-    if (target !== undefined) candidates.push({ w, port: target });
-  }
-  if (candidates.length === 0) {
-    return { kind: 'reject', reason: `service ${service.uid} has no endpoints`, flag: 'NO_HEALTHY_UPSTREAM' };
-  }
-  const chosen = (ctx.pick ?? randomPick)(candidates);
-  return toWorkload(ctx, chosen.w, { ip: chosen.w.ip, port: chosen.port }, service);
+  if (!choice.ok) return { kind: 'reject', reason: `service ${service.uid}: ${choice.reason}`, flag: 'NO_HEALTHY_UPSTREAM', considered: choice.verdicts };
+  return { ...toWorkload(ctx, choice.endpoint, { ip: choice.endpoint.ip, port: choice.value }, service), considered: choice.verdicts };
+}
+
+/**
+ * The endpoint of service for a connection to its port (the value is the target port on the chosen pod);
+ * undefined when the service has no such port. The daemon, the waypoint and `route check` all decide here.
+ */
+export function chooseServiceEndpoint(state: State, picker: EndpointPicker, service: Service, port: number, client: ChoiceClient): Choice<number> | undefined {
+  const sp = service.ports.find((p) => p.port === port);
+  if (sp === undefined) return undefined;
+  const candidates = state.endpointsOf(service).flatMap((w) => {
+    const target = typeof sp.targetPort === 'number' ? sp.targetPort : w.namedPorts[sp.targetPort];
+    return target === undefined ? [] : [{ endpoint: w, value: target }];
+  });
+  return picker.choose(service, candidates, client);
 }
 
 function toWorkload(

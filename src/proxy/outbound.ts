@@ -67,6 +67,8 @@ export class OutboundProxy {
     record.fields.dstWorkload = req.dstWorkload;
     record.fields.dstIdentity = req.kind === 'tcp' ? undefined : req.dstWorkload.identity;
     record.fields.dstService = req.service?.uid;
+    // Counted against the endpoint (or waypoint pod) until it ends, for the next choice's power of two.
+    if (req.dstWorkload !== undefined) record.onRecorded(this.#pi.endpoints.opened(req.dstWorkload.uid));
     if (req.kind === 'hbone') {
       record.fields.hboneAddr = req.nextHop;
       record.fields.mtls = true;

@@ -12,6 +12,8 @@ const metadata = z.object({
   namespace: z.string().min(1).optional(),
   labels: labels.optional(),
   annotations: labels.optional(),
+  /** Set when the object is being deleted: a pod is then terminating. */
+  deletionTimestamp: z.string().nullish(),
 });
 
 export const namespaceSchema = z.object({
@@ -37,7 +39,13 @@ export const podSchema = z.object({
       )
       .optional(),
   }),
-  status: z.object({ podIP: ip.optional() }).optional(),
+  status: z
+    .object({
+      podIP: ip.optional(),
+      phase: z.enum(['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown']).optional(),
+      conditions: z.array(z.object({ type: z.string(), status: z.enum(['True', 'False', 'Unknown']), reason: z.string().nullish(), message: z.string().nullish() })).nullish(),
+    })
+    .optional(),
 });
 
 export const serviceSchema = z.object({
@@ -47,6 +55,11 @@ export const serviceSchema = z.object({
   spec: z.object({
     clusterIP: z.union([ip, z.literal('None')]).optional(),
     selector: labels.optional(),
+    /** Kubernetes 1.31+: PreferClose; 1.33+: PreferSameZone, PreferSameNode. Others are ignored, as by kube-proxy. */
+    trafficDistribution: z.string().nullish(),
+    internalTrafficPolicy: z.enum(['Cluster', 'Local']).nullish(),
+    sessionAffinity: z.enum(['None', 'ClientIP']).nullish(),
+    sessionAffinityConfig: z.object({ clientIP: z.object({ timeoutSeconds: z.number().int().min(1).max(86400).nullish() }).nullish() }).nullish(),
     ports: z
       .array(
         z.object({
@@ -77,7 +90,14 @@ export const endpointSliceSchema = z.object({
   metadata,
   addressType: z.enum(['IPv4', 'IPv6', 'FQDN']),
   endpoints: z
-    .array(z.object({ addresses: z.array(z.string()), conditions: z.object({ ready: z.boolean().nullish() }).nullish() }))
+    .array(
+      z.object({
+        addresses: z.array(z.string()),
+        conditions: z.object({ ready: z.boolean().nullish(), serving: z.boolean().nullish(), terminating: z.boolean().nullish() }).nullish(),
+        nodeName: z.string().nullish(),
+        zone: z.string().nullish(),
+      }),
+    )
     .nullish(),
 });
 

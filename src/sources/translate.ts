@@ -1,6 +1,7 @@
 // The one translation from Kubernetes objects to the model, shared by local and cluster mode.
 import { identityToString } from '../model/identity.js';
 import type { HttpRoute, Labels, NamespaceInfo, NodeInfo, Service, Snapshot, StoredPolicy, Waypoint, Workload } from '../model/types.js';
+import { NO_LOCALITY, nodeLocality, podHealth, sliceEndpointHealth } from './endpoint-health.js';
 import type { EndpointSliceObject, GatewayObject, HttpRouteObject, KubeObject, NodeObject, PodObject, ServiceObject } from './kube-schema.js';
 
 export const DATAPLANE_MODE_LABEL = 'istio.io/dataplane-mode';
@@ -68,8 +69,9 @@ export function translate(objects: readonly SourcedObject[], opts: TranslateOpti
   }
 
   const workloads: Workload[] = [];
+  const nodeByName = new Map(nodes.map((n) => [n.name, n]));
   for (const pod of pods) {
-    const w = podToWorkload(pod, namespaces, waypoints, opts);
+    const w = podToWorkload(pod, namespaces, waypoints, nodeByName, opts);
     if (w !== undefined) workloads.push(w);
   }
   return {
@@ -117,6 +119,7 @@ function podToWorkload(
   pod: PodObject,
   namespaces: ReadonlyMap<string, NamespaceInfo>,
   waypoints: ReadonlyMap<string, Waypoint>,
+  nodes: ReadonlyMap<string, NodeInfo>,
   opts: TranslateOptions,
 ): Workload | undefined {
   const ip = pod.status?.podIP;
@@ -147,6 +150,8 @@ function podToWorkload(
     namedPorts,
     waypoint: implementsWaypoint === undefined ? waypointFor(labels, namespace, namespaces, waypoints, 'workload') : undefined,
     implementsWaypoint,
+    health: podHealth(pod),
+    locality: nodes.get(node)?.locality ?? NO_LOCALITY,
   };
 }
 
@@ -160,12 +165,14 @@ function serviceToModel(
 ): Service {
   const namespace = svc.metadata.namespace ?? 'default';
   // Only services without a selector take their endpoints from EndpointSlices (as kube-proxy would).
-  const endpointIps =
+  const sliceEndpoints =
     svc.spec.selector !== undefined
       ? []
       : slices
           .filter((s) => (s.metadata.namespace ?? 'default') === namespace && s.metadata.labels?.[SERVICE_NAME_LABEL] === svc.metadata.name && s.addressType !== 'FQDN')
-          .flatMap((s) => (s.endpoints ?? []).filter((e) => e.conditions?.ready !== false).flatMap((e) => e.addresses));
+          .flatMap((s) => (s.endpoints ?? []).flatMap((e) => e.addresses.map((ip) => ({ ip, health: sliceEndpointHealth(e) }))));
+  const distribution = svc.spec.trafficDistribution;
+  const affinity = svc.spec.sessionAffinity === 'ClientIP';
   const clusterIP = svc.spec.clusterIP;
   return {
     uid: `${namespace}/${svc.metadata.name}`,
@@ -174,7 +181,11 @@ function serviceToModel(
     vip: clusterIP === undefined || clusterIP === 'None' ? undefined : clusterIP,
     ports: svc.spec.ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.targetPort ?? p.port, appProtocol: p.appProtocol })),
     selector: svc.spec.selector,
-    endpointIps,
+    sliceEndpoints,
+    trafficDistribution: distribution === 'PreferClose' || distribution === 'PreferSameZone' || distribution === 'PreferSameNode' ? distribution : undefined,
+    internalTrafficPolicy: svc.spec.internalTrafficPolicy === 'Local' ? 'Local' : 'Cluster',
+    // Kubernetes' default timeout for ClientIP affinity is three hours.
+    sessionAffinity: affinity ? { timeoutSeconds: svc.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? 10_800 } : undefined,
     labels: svc.metadata.labels ?? {},
     waypoint: waypointFor(svc.metadata.labels ?? {}, namespace, namespaces, waypoints, 'service'),
   };
@@ -239,5 +250,5 @@ function httpRouteToModel(route: HttpRouteObject, origin: string): HttpRoute {
 
 function nodeInfo(node: NodeObject): NodeInfo {
   const internal = node.status?.addresses?.find((a) => a.type === 'InternalIP');
-  return { name: node.metadata.name, ip: internal?.address };
+  return { name: node.metadata.name, ip: internal?.address, locality: nodeLocality(node) };
 }

@@ -50,7 +50,7 @@ export class ConnectionRecord {
   readonly #startedAt = process.hrtime.bigint();
   #recorded = false;
   #opened = false;
-  #onRecorded: (() => void) | undefined;
+  readonly #onRecorded: (() => void)[] = [];
 
   constructor(telemetry: Telemetry, fields: ConnectionFields) {
     this.#t = telemetry;
@@ -61,9 +61,9 @@ export class ConnectionRecord {
     return this.#recorded;
   }
 
-  /** Runs fn once, when the connection's result is recorded (a limiter's slot is given back there). */
+  /** Runs fn once, when the connection's result is recorded (a limiter's slot, an endpoint's load are given back there). */
   onRecorded(fn: () => void): void {
-    this.#onRecorded = fn;
+    this.#onRecorded.push(fn);
   }
 
   /** The connection is established: counted as opened, shown as a flow. */
@@ -85,7 +85,7 @@ export class ConnectionRecord {
   record(outcome: ConnectionOutcome): void {
     if (this.#recorded) return;
     this.#recorded = true;
-    this.#onRecorded?.();
+    for (const fn of this.#onRecorded) fn();
     const f = this.fields;
     const durationMs = Number(process.hrtime.bigint() - this.#startedAt) / 1e6;
     const line = {

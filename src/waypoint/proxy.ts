@@ -8,13 +8,15 @@ import type { Logger } from 'pino';
 import { formatAddress } from '../hbone/headers.js';
 import type { HboneRequest } from '../hbone/server.js';
 import type { State } from '../model/state.js';
-import type { HeaderModifier, Service, ServicePort, Waypoint, Workload } from '../model/types.js';
+import type { Service, Waypoint, Workload } from '../model/types.js';
 import { copyBidirectional, type CopyProgress } from '../proxy/copy.js';
 import { ConnectionRecord, connectionLabels, type Telemetry } from '../telemetry/access-log.js';
 import type { AuthzConnection } from '../authz/model.js';
 import type { WaypointPolicies } from './policies.js';
 import { declaredProtocol, sniff, type AppProtocol } from './protocol.js';
-import { pickBackend, routesForService, selectRule, type RequestInfo } from './routing.js';
+import type { RequestInfo } from './routing.js';
+import type { EndpointPicker } from '../proxy/endpoint-picker.js';
+import { HOP_BY_HOP, chooseUpstream, decideRequest, type Forward, type HttpRequest, type HttpResponse, type RequestOutcome, type Target } from './request-decision.js';
 import { bufferStringWrites, type Upstreams } from './upstream.js';
 
 export interface WaypointProxyInputs {
@@ -25,64 +27,10 @@ export interface WaypointProxyInputs {
   readonly telemetry: Telemetry;
   readonly logger: Logger;
   readonly random?: () => number;
-}
-
-/** What one HBONE stream is for, once resolved. */
-interface Target {
-  readonly hbone: HboneRequest;
-  readonly service: Service | undefined;
-  readonly port: ServicePort | undefined;
-  /** Set when the client addressed a workload directly. */
-  readonly workload: Workload | undefined;
-  readonly srcWorkload: Workload | undefined;
-}
-
-/** A request the waypoint answers itself. */
-interface Refusal {
-  readonly status: number;
-  readonly body: string;
-  readonly outcome: RequestOutcome;
-}
-
-/** A request to send on. */
-interface Forward {
-  readonly endpoint: Workload;
-  readonly port: number;
-  /** The backend port is declared HTTP/2: send on as h2c. */
-  readonly h2: boolean;
-  readonly headers: http.OutgoingHttpHeaders;
-  readonly outcome: RequestOutcome;
-}
-
-interface RequestOutcome {
-  readonly route?: string | undefined;
-  readonly backend?: string | undefined;
-  readonly endpoint?: Workload | undefined;
-  readonly reason?: string | undefined;
-}
-
-type HttpRequest = http.IncomingMessage | http2.Http2ServerRequest;
-type HttpResponse = http.ServerResponse | http2.Http2ServerResponse;
-
-/** Hop-by-hop headers are not forwarded (RFC 9110 §7.6.1), nor HTTP/2 pseudo-headers. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'http2-settings', 'host']);
-
-/** The request's headers as sent on: no hop-by-hop headers, X-Forwarded-*, the route's header changes. */
-function forwardHeaders(req: HttpRequest, host: string, clientIp: string, modifier: HeaderModifier | undefined): http.OutgoingHttpHeaders {
-  const headers: http.OutgoingHttpHeaders = { host };
-  for (const [k, v] of Object.entries(req.headers)) if (!k.startsWith(':') && !HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
-  const xff = req.headers['x-forwarded-for'];
-  headers['x-forwarded-for'] = typeof xff === 'string' ? `${xff}, ${clientIp}` : clientIp;
-  headers['x-forwarded-proto'] = 'http';
-  if (modifier !== undefined) {
-    for (const h of modifier.set) headers[h.name.toLowerCase()] = h.value;
-    for (const h of modifier.add) {
-      const prev = headers[h.name.toLowerCase()];
-      headers[h.name.toLowerCase()] = prev === undefined ? h.value : `${String(prev)},${h.value}`;
-    }
-    for (const name of modifier.remove) delete headers[name.toLowerCase()];
-  }
-  return headers;
+  /** Endpoint choice, shared with the node daemon's: health, locality, affinity, open requests. */
+  readonly endpoints: EndpointPicker;
+  /** Where this waypoint runs (its own pod), for locality; undefined when it cannot tell. */
+  readonly self: () => Pick<Workload, 'node' | 'locality'> | undefined;
 }
 
 export class WaypointProxy {
@@ -187,7 +135,7 @@ export class WaypointProxy {
       hbone.stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
       return;
     }
-    const chosen = this.#endpoint(t.service, hbone.dst.port, t.workload);
+    const chosen = chooseUpstream(this.#in, t.service, hbone.dst.port, t.workload, hbone.src.ip);
     if ('error' in chosen) {
       record.record({ clientToServer: 0, serverToClient: 0, error: new Error(chosen.error), flag: 'NO_HEALTHY_UPSTREAM' });
       hbone.stream.close(http2.constants.NGHTTP2_CANCEL);
@@ -195,6 +143,7 @@ export class WaypointProxy {
     }
     record.fields.dstWorkload = chosen.endpoint;
     record.fields.dstIdentity = chosen.endpoint.identity;
+    record.onRecorded(this.#in.endpoints.opened(chosen.endpoint.uid));
     this.#in.upstreams.open(chosen.endpoint, chosen.port, hbone.src).then(
       (upstream) => {
         this.#tcp.set(upstream, { service: t.service, conn });
@@ -218,6 +167,7 @@ export class WaypointProxy {
     const xff = req.headers['x-forwarded-for'];
     const remoteIp = (typeof xff === 'string' ? xff.split(',')[0]?.trim() : undefined) || hbone.src.ip;
     const done = (status: number, outcome: RequestOutcome): void => {
+      outcome.release?.();
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
       this.#report(t, outcome.backend ?? t.service?.uid, outcome.endpoint, status, durationMs);
       const line = {
@@ -243,45 +193,6 @@ export class WaypointProxy {
     return { info, host, remoteIp, done };
   }
 
-  /** Policy, then route, backend and endpoint: a refusal to answer, or where to send the request. */
-  #decide(t: Target, req: HttpRequest, info: RequestInfo, host: string, remoteIp: string): Refusal | Forward {
-    const { hbone } = t;
-    const decision = this.#in.policies.decide(t.service, {
-      srcIp: hbone.src.ip,
-      srcIdentity: hbone.peerIdentity,
-      dstIp: hbone.dst.ip,
-      dstPort: hbone.dst.port,
-      http: { host, method: info.method, path: info.path, headers: req.headers, remoteIp },
-    });
-    if (!decision.allow) return { status: 403, body: 'RBAC: access denied\n', outcome: { reason: decision.reason } };
-    let backend = t.service;
-    let backendPort = hbone.dst.port;
-    let route: string | undefined;
-    let modifier: HeaderModifier | undefined;
-    if (t.service !== undefined) {
-      const routes = routesForService(this.#in.state.httpRoutes, t.service, hbone.dst.port, t.srcWorkload?.namespace);
-      if (routes.length > 0) {
-        const choice = selectRule(routes, info);
-        if (choice === undefined) return { status: 404, body: 'route not found\n', outcome: { reason: 'no HTTPRoute rule matches' } };
-        route = `${choice.route.uid}#${choice.rule.index}`;
-        if (choice.rule.unsupportedFilters.length > 0) {
-          return { status: 500, body: 'route not supported\n', outcome: { route, reason: choice.rule.unsupportedFilters.join(', ') } };
-        }
-        const ref = pickBackend(choice.rule.backends, this.#in.random);
-        backend = ref === undefined ? undefined : this.#in.state.serviceByName(ref.namespace, ref.name);
-        if (ref === undefined || backend === undefined) {
-          return { status: 500, body: 'no valid backend\n', outcome: { route, reason: ref === undefined ? 'all backend weights are 0' : `backend Service ${ref.namespace}/${ref.name} not found` } };
-        }
-        backendPort = ref.port ?? hbone.dst.port;
-        modifier = choice.rule.requestHeaders;
-      }
-    }
-    const chosen = this.#endpoint(backend, backendPort, t.workload);
-    if ('error' in chosen) return { status: 503, body: 'no healthy upstream\n', outcome: { route, backend: backend?.uid, reason: chosen.error } };
-    const h2 = declaredProtocol(backend?.ports.find((p) => p.port === backendPort)) === 'h2c';
-    return { endpoint: chosen.endpoint, port: chosen.port, h2, outcome: { route, backend: backend?.uid, endpoint: chosen.endpoint }, headers: forwardHeaders(req, host, hbone.src.ip, modifier) };
-  }
-
   /** One HTTP request: policy, route, backend, endpoint, forward; every outcome is logged and counted. */
   #onRequest(t: Target, req: HttpRequest, res: HttpResponse): void {
     const { info, host, remoteIp, done } = this.#begin(t, req);
@@ -290,7 +201,7 @@ export class WaypointProxy {
       res.end(body);
       done(status, outcome);
     };
-    const d = this.#decide(t, req, info, host, remoteIp);
+    const d = decideRequest(this.#in, t, req, info, host, remoteIp);
     if ('status' in d) return reply(d.status, d.body, d.outcome);
     if (d.h2) return this.#forwardH2(req, res, d, reply, done);
     const upstream = http.request({
@@ -360,7 +271,7 @@ export class WaypointProxy {
    */
   #onUpgrade(t: Target, req: http.IncomingMessage, client: Duplex, head: Buffer): void {
     const { info, host, remoteIp, done } = this.#begin(t, req);
-    const d = this.#decide(t, req, info, host, remoteIp);
+    const d = decideRequest(this.#in, t, req, info, host, remoteIp);
     if ('status' in d) {
       client.end(`HTTP/1.1 ${d.status} ${http.STATUS_CODES[d.status] ?? ''}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(d.body)}\r\nconnection: close\r\n\r\n${d.body}`);
       return done(d.status, d.outcome);
@@ -382,19 +293,6 @@ export class WaypointProxy {
         client.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
         done(503, { ...d.outcome, reason: err.message });
       });
-  }
-
-  /** An endpoint of service (port mapped to its target port), or the addressed workload itself. */
-  #endpoint(service: Service | undefined, port: number, workload: Workload | undefined): { endpoint: Workload; port: number } | { error: string } {
-    if (service === undefined) return workload === undefined ? { error: 'no destination' } : { endpoint: workload, port };
-    const sp = service.ports.find((p) => p.port === port);
-    if (sp === undefined) return { error: `service ${service.uid} has no port ${port}` };
-    const candidates = this.#in.state.endpointsOf(service).flatMap((w) => {
-      const target = typeof sp.targetPort === 'number' ? sp.targetPort : w.namedPorts[sp.targetPort];
-      return target === undefined ? [] : [{ endpoint: w, port: target }];
-    });
-    if (candidates.length === 0) return { error: `service ${service.uid} has no endpoints` };
-    return candidates[Math.floor((this.#in.random ?? Math.random)() * candidates.length)] ?? { error: 'no endpoint' };
   }
 
   #report(t: Target, backend: string | undefined, endpoint: Workload | undefined, status: number, durationMs: number): void {

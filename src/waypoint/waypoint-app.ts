@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { logLevelSetter, startAdminServer, startMetricsServer, startReadinessServer } from '../admin/servers.js';
 import type { WaypointConfig } from '../config/waypoint-config.js';
 import { DEFAULT_TIMEOUTS, type HboneTimeouts } from '../hbone/constants.js';
+import { EndpointPicker } from '../proxy/endpoint-picker.js';
 import { HbonePool } from '../hbone/pool.js';
 import { HboneServer } from '../hbone/server.js';
 import { CertManager } from '../identity/cert-manager.js';
@@ -88,6 +89,9 @@ export class WaypointApp {
       telemetry: { node: uid, logger: child('access'), metrics: this.metrics, flows: this.flows },
       logger: child('proxy'),
       ...(random === undefined ? {} : { random }),
+      endpoints: new EndpointPicker(random === undefined ? {} : { random }),
+      // Its own pod, found by the address it listens on (a pod IP); with a wildcard listener, no locality.
+      self: () => (this.#sourceIp === undefined ? undefined : this.state.workloadByIp(this.#sourceIp)),
     });
     this.#hbone = new HboneServer({
       certs,

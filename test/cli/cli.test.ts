@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { CLI, startProcess } from '../../src/demo/processes.js';
@@ -117,6 +118,41 @@ spec:
   const noWaypoint = await cli(['authz', 'check', '-f', file, '--src-ip', '127.212.1.1', '--dst', '127.212.2.1:8080', '--method', 'GET']);
   t.equal(noWaypoint.code, 2);
   t.match(noWaypoint.stderr, /127\.212\.2\.1 has no waypoint/);
+});
+
+t.test('route check: eligible, excluded and why, and the pick, through the daemon\'s decision', async (t) => {
+  const zones = fileURLToPath(new URL('../../../manifests/examples/locality/zones.yaml', import.meta.url));
+  const check = async (dst: string, file = zones): Promise<Record<string, unknown>> => {
+    const r = await cli(['route', 'check', '-f', file, '--src-ip', '10.244.1.10', '--dst', dst, '--json']);
+    t.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as Record<string, unknown>;
+  };
+  t.match(await check('10.96.0.50:80'), {
+    source: { workload: 'shop/client', node: 'node-1', zone: 'eu-west-a' },
+    endpoints: [
+      { verdict: 'picked', workload: 'shop/cart-a', zone: 'eu-west-a' },
+      { verdict: 'not preferred', workload: 'shop/cart-b', why: /PreferClose: same region, a closer endpoint is ready/ },
+    ],
+    result: { kind: 'hbone', target: '10.244.2.10:9080' },
+  }, 'PreferClose: the client zone');
+  t.match(await check('10.96.0.51:80'), {
+    endpoints: [{ verdict: 'picked', workload: 'shop/cache-1' }, { verdict: 'excluded', workload: 'shop/cache-3', why: /internalTrafficPolicy Local: on node-3, not node-1/ }],
+    result: { kind: 'local' },
+  }, 'Local: this node only');
+  // cart-a not ready in the manifests: the pick fails over, and the text output says why.
+  const dir = mkdtempSync(join(tmpdir(), 'ztunnel-ts-route-'));
+  const notReady = join(dir, 'zones.yaml');
+  writeFileSync(notReady, readFileSync(zones, 'utf8').replace('status: { podIP: 10.244.2.10 }', "status: { podIP: 10.244.2.10, phase: Running, conditions: [{ type: Ready, status: 'False', reason: ReadinessProbeFailed }] }"));
+  t.match(await check('10.96.0.50:80', notReady), { endpoints: [{ verdict: 'excluded', workload: 'shop/cart-a', why: 'Ready=False (ReadinessProbeFailed)' }, { verdict: 'picked', workload: 'shop/cart-b' }] });
+  const text = await cli(['route', 'check', '-f', notReady, '--src-ip', '10.244.1.10', '--dst', '10.96.0.50:80']);
+  t.match(text.stdout, /excluded\s+shop\/cart-a 10\.244\.2\.10 on node-2 zone eu-west-a: Ready=False \(ReadinessProbeFailed\)/);
+  t.match(text.stdout, /result: +HBONE to 10\.244\.3\.10:15008/);
+  const none = join(dir, 'none.yaml');
+  writeFileSync(none, readFileSync(zones, 'utf8').replace(/status: \{ podIP: (10\.244\.1\.11) \}/, "status: { podIP: $1, phase: Pending }"));
+  t.match(await check('10.96.0.51:80', none), { result: { kind: 'reject', flag: 'NO_HEALTHY_UPSTREAM', reason: /no ready endpoint/ } }, 'Local with its pod Pending: refused, not sent elsewhere');
+  const bad = await cli(['route', 'check', '-f', zones, '--src-ip', '10.9.9.9', '--dst', '10.96.0.50:80']);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /--src-ip: no pod with IP 10\.9\.9\.9/);
 });
 
 t.test('standalone CA + two daemons as processes; SIGTERM drains and exits 0', async (t) => {

@@ -101,7 +101,7 @@ t.test('metrics, access log, config_dump, log level and flows of two running dae
     node: 'node-2',
     config: { nodeName: 'node-2', trustDomain: 'cluster.local' },
     workloads: [{ uid: 'app/client', identity: `spiffe://${CLIENT}` }],
-    services: [{ uid: 'app/echo', endpoints: ['app/echo-a', 'app/echo-b'] }],
+    services: [{ uid: 'app/echo', endpoints: [{ uid: 'app/echo-a', ready: true, reason: String }, { uid: 'app/echo-b', ready: true, openConnections: Number }] }],
     policies: Array,
     certificates: [{ identity: `spiffe://${ECHO}`, expiresInSeconds: Number }],
   });

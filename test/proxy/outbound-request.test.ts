@@ -1,5 +1,6 @@
 import t from 'tap';
 import { State } from '../../src/model/state.js';
+import { EndpointPicker } from '../../src/proxy/endpoint-picker.js';
 import { buildOutboundRequest } from '../../src/proxy/outbound-request.js';
 import { parseManifestText } from '../../src/sources/manifests.js';
 import { translate } from '../../src/sources/translate.js';
@@ -8,7 +9,7 @@ import { meshManifests, podIp, vip } from '../helpers/loopback.js';
 const plan = { net: 202 };
 const state = new State();
 state.replace(translate(parseManifestText('m.yaml', meshManifests(plan)), { trustDomain: 'cluster.local' }));
-const ctx = { state, nodeName: 'node-1', hbonePort: 15008, pick: <T>(xs: readonly T[]): T => xs[0] as T };
+const ctx = { state, nodeName: 'node-1', hbonePort: 15008, endpoints: new EndpointPicker({ random: () => 0 }) };
 const client = state.workloadByIp(podIp(plan, 1, 1))!;
 
 t.test('routing decisions, before any I/O', async (t) => {

@@ -8,6 +8,7 @@ import { parseManifestText } from '../../src/sources/manifests.js';
 import { translate } from '../../src/sources/translate.js';
 import { WaypointPolicies } from '../../src/waypoint/policies.js';
 import { declaredProtocol, classify } from '../../src/waypoint/protocol.js';
+import { EndpointPicker } from '../../src/proxy/endpoint-picker.js';
 import { pickBackend, routeProblems, routesForService, selectRule, type RequestInfo } from '../../src/waypoint/routing.js';
 import { meshManifests, podIp, vip } from '../helpers/loopback.js';
 
@@ -60,7 +61,8 @@ t.test('which traffic uses a waypoint: labels on namespace, service and pod, as 
 
 t.test('outbound: a service with a waypoint goes to a waypoint pod, with the VIP as target', async (t) => {
   const s = stateOf(gateway('wp'), (m) => m.replace('metadata: { name: echo, namespace: app }', 'metadata: { name: echo, namespace: app, labels: { istio.io/use-waypoint: wp } }'));
-  const ctx = { state: s, nodeName: 'node-1', hbonePort: 15008, pick: <T>(xs: readonly T[]): T => xs[0] as T };
+  // random 0: power of two choices between equals takes the first endpoint.
+  const ctx = { state: s, nodeName: 'node-1', hbonePort: 15008, endpoints: new EndpointPicker({ random: () => 0 }) };
   const client = s.workloadByIp(podIp(plan, 1, 1));
   if (client === undefined) throw new Error('no client');
   t.match(buildOutboundRequest(ctx, client, { ip: vip(plan), port: 80 }), {
