@@ -31,6 +31,11 @@ import type { Telemetry } from './telemetry/access-log.js';
 import { FlowBus } from './telemetry/flows.js';
 import { Metrics } from './telemetry/metrics.js';
 import type http from 'node:http';
+import { ConfigError } from './config/config.js';
+import { askToDrain, findPredecessor, listenOnceFree } from './takeover.js';
+
+/** How long a new daemon may take to get every local workload's certificate before it takes over. */
+const TAKEOVER_READY_MS = 60_000;
 
 export interface AppDeps {
   readonly sockets?: SocketFactory;
@@ -38,6 +43,8 @@ export interface AppDeps {
   readonly timeouts?: Partial<HboneTimeouts>;
   /** Called on POST /quitquitquit (the CLI drains and exits). */
   readonly onQuit?: () => void;
+  /** Called on POST /drain from a successor (the CLI hands over and exits). */
+  readonly onHandOver?: () => void;
 }
 
 export class App {
@@ -145,35 +152,70 @@ export class App {
   async #start(): Promise<void> {
     this.#fdLimit = raiseFdLimit();
     this.#logger.info(this.#fdLimit, 'descriptor limit');
-    await this.#startHttp();
+    // An upgrade: this node's daemon is running. Serve alongside it first, then ask it to leave.
+    const predecessor = this.config.capture === 'ebpf' ? await findPredecessor(this.config.adminAddress, this.config.nodeName) : undefined;
+    if (this.config.takeover && predecessor === undefined) {
+      throw new ConfigError(`--takeover: no daemon of node ${this.config.nodeName} answers on ${this.config.adminAddress.host}:${this.config.adminAddress.port}`);
+    }
+    if (predecessor === undefined) await this.#startHttp();
     this.state.on('change', () => this.#onStateChange());
     await this.#source.start();
     await this.#reconciling;
-    if (this.#datapath !== undefined) await this.#startCapture(this.#datapath);
+    if (this.#datapath !== undefined) await this.#startCapture(this.#datapath, predecessor === undefined);
+    if (predecessor !== undefined && this.#datapath !== undefined) await this.#takeOver(predecessor, this.#datapath);
     const socks = this.config.socks5;
     if (socks !== undefined) {
-      this.#socks = await this.#pi.sockets.listen({ host: socks.host, port: socks.port }, (s) => {
-        this.#track(s);
-        handleSocksConnection(this.#pi, this.outbound, s);
-      });
+      this.#socks = await listenOnceFree('socks5', () =>
+        this.#pi.sockets.listen({ host: socks.host, port: socks.port }, (s) => {
+          this.#track(s);
+          handleSocksConnection(this.#pi, this.outbound, s);
+        }),
+      );
       this.#logger.info({ address: `${socks.host}:${(this.#socks.address() as AddressInfo).port}` }, 'socks5 listening');
     }
     this.#listening = true;
-    this.#logger.info({ node: this.config.nodeName, workloads: this.#localWorkloads().length }, 'ztunnel-ts ready');
+    this.#logger.info({ node: this.config.nodeName, workloads: this.#localWorkloads().length, takeover: predecessor !== undefined }, 'ztunnel-ts ready');
   }
 
-  /** Admin, metrics and readiness come up first, so readiness can say what is still pending. */
-  async #startHttp(): Promise<void> {
+  /**
+   * Our listeners are in the reuseport groups and our maps are full: once every local workload has its
+   * certificate, swap our program onto the hooks, tell the running daemon to drain, and take its ports.
+   * Until the swap nothing of the old daemon's has changed, so a failure here leaves it serving.
+   */
+  async #takeOver(predecessor: { host: string; port: number }, datapath: EbpfDatapath): Promise<void> {
+    this.#logger.info({ admin: `${predecessor.host}:${predecessor.port}` }, 'taking over from the running daemon');
+    const deadline = Date.now() + TAKEOVER_READY_MS;
+    const waiting = (): string[] => this.pending().filter((p) => !p.startsWith('listeners'));
+    while (waiting().length > 0) {
+      if (Date.now() > deadline) throw new Error(`takeover: not ready after ${TAKEOVER_READY_MS} ms (${waiting().join('; ')}); the running daemon was left alone`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    datapath.attach();
+    await askToDrain(predecessor);
+    await this.#startHttp(true);
+  }
+
+  /**
+   * Admin, metrics and readiness come up first, so readiness can say what is still pending. After a
+   * takeover each is retried while the old daemon still holds its port.
+   */
+  async #startHttp(afterTakeover = false): Promise<void> {
     const c = this.config;
-    const admin = await startAdminServer(c.adminAddress, {
-      configDump: () => this.configDump(),
-      setLogLevel: logLevelSetter(this.#loggers, this.#logger),
-      quit: () => (this.#deps.onQuit ?? (() => void this.drain()))(),
-      flows: this.flows,
-    });
-    const metrics = await startMetricsServer(c.metricsAddress, this.metrics);
-    const readiness = await startReadinessServer(c.readinessAddress, () => this.pending());
-    this.#httpServers.push(admin.server, metrics.server, readiness.server);
+    const bind = <T>(what: string, listen: () => Promise<T>): Promise<T> => (afterTakeover ? listenOnceFree(what, listen) : listen());
+    const admin = await bind('admin', () =>
+      startAdminServer(c.adminAddress, {
+        configDump: () => this.configDump(),
+        setLogLevel: logLevelSetter(this.#loggers, this.#logger),
+        quit: () => (this.#deps.onQuit ?? (() => void this.drain()))(),
+        ...(c.capture === 'ebpf' ? { handOver: () => (this.#deps.onHandOver ?? (() => void this.drain(c.drainMs, { handOver: true })))() } : {}),
+        flows: this.flows,
+      }),
+    );
+    this.#httpServers.push(admin.server);
+    const metrics = await bind('metrics', () => startMetricsServer(c.metricsAddress, this.metrics));
+    this.#httpServers.push(metrics.server);
+    const readiness = await bind('readiness', () => startReadinessServer(c.readinessAddress, () => this.pending()));
+    this.#httpServers.push(readiness.server);
     this.#addresses.admin = admin.address;
     this.#addresses.metrics = metrics.address;
     this.#addresses.readiness = readiness.address;
@@ -227,8 +269,8 @@ export class App {
     };
   }
 
-  /** Transparent listeners first, then the tc hooks, so no captured packet finds no socket. */
-  async #startCapture(datapath: EbpfDatapath): Promise<void> {
+  /** Transparent listeners first, then the tc hooks (attach: false leaves that to a takeover), so no captured packet finds no socket. */
+  async #startCapture(datapath: EbpfDatapath, attach: boolean): Promise<void> {
     const listen = async (port: number, pauseOnConnect: boolean, handle: (s: net.Socket) => void): Promise<void> => {
       const server = await this.#pi.sockets.listen({ host: '0.0.0.0', port, pauseOnConnect }, (s) => {
         this.#track(s);
@@ -242,7 +284,8 @@ export class App {
     await listen(OUTBOUND_PORT, true, (s) => this.outbound.handle(s, src(s), origDst(s)));
     await listen(INBOUND_PLAIN_PORT, true, (s) => this.inbound.handlePlaintext(s, origDst(s)));
     await listen(this.config.hbonePort, true, (s) => void this.hbone.accept(s));
-    datapath.start();
+    datapath.prepare();
+    if (attach) datapath.attach();
   }
 
   /** eBPF counters, when capture is on. */
@@ -308,19 +351,27 @@ export class App {
     }
   }
 
-  /** Stops accepting, sends GOAWAY, waits for open connections up to the drain deadline, then cuts the rest. */
-  async drain(deadlineMs = this.config.drainMs): Promise<void> {
+  /**
+   * Stops accepting, sends GOAWAY, waits for open connections up to the drain deadline, then cuts the rest.
+   * With handOver (a successor took over): the ports are freed at once for it, and the hooks, the ip rule
+   * and the sysctls are left in place, since its program is on the hooks now.
+   */
+  async drain(deadlineMs = this.config.drainMs, opts: { handOver?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#logger.info({ deadlineMs, open: this.#accepted.size }, 'draining');
+    const handOver = opts.handOver === true;
+    this.#logger.info({ deadlineMs, open: this.#accepted.size, handOver }, handOver ? 'handing over to the new daemon; draining' : 'draining');
+    // Listeners close first: with tcp_migrate_req their queued connections go to the successor's.
+    for (const s of this.#captureListeners) s.close();
+    this.#socks?.close();
+    if (handOver) this.#closeHttp();
     await this.#source.close();
     await this.#reconciling;
-    this.#socks?.close();
     for (const s of this.#hboneListeners.values()) s.close();
     this.#hboneListeners.clear();
-    for (const s of this.#captureListeners) s.close();
     this.hbone.close();
     this.pool.close();
+    if (handOver) this.#datapath?.handOver();
     const deadline = Date.now() + deadlineMs;
     while (this.#accepted.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     const cut = this.#accepted.size;
@@ -330,11 +381,15 @@ export class App {
     this.inbound.destroy();
     this.certs.close();
     // Hooks go last: established captured flows need them until they are cut.
-    this.#datapath?.stop();
+    if (!handOver) this.#datapath?.stop();
+    this.#closeHttp();
+    this.#logger.info({ cutConnections: cut }, 'drained');
+  }
+
+  #closeHttp(): void {
     for (const s of this.#httpServers) {
       s.close();
       s.closeAllConnections();
     }
-    this.#logger.info({ cutConnections: cut }, 'drained');
   }
 }

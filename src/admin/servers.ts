@@ -12,6 +12,8 @@ export interface AdminHandlers {
   readonly setLogLevel: (level: string) => boolean;
   /** Starts a graceful drain and exit. */
   readonly quit: () => void;
+  /** A successor took over (upgrade): stop accepting, drain, exit, leave the datapath to it. */
+  readonly handOver?: () => void;
   readonly flows: FlowBus;
 }
 
@@ -76,10 +78,17 @@ export async function startAdminServer(addr: { host: string; port: number }, h: 
       case 'POST /quitquitquit':
         json(res, 200, { draining: true });
         return h.quit();
+      case 'POST /drain': {
+        const handOver = h.handOver;
+        if (handOver === undefined) return json(res, 404, { error: 'this process cannot hand over' });
+        // The answer first: the successor waits for it, then binds the ports this process frees.
+        res.once('finish', () => handOver());
+        return json(res, 200, { draining: true, handOver: true });
+      }
       case 'GET /flows':
         return streamFlows(h.flows, req, res, url);
       default:
-        return json(res, 404, { error: `no route ${route}`, routes: ['GET /config_dump', 'POST /logging?level=', 'POST /quitquitquit', 'GET /flows'] });
+        return json(res, 404, { error: `no route ${route}`, routes: ['GET /config_dump', 'POST /logging?level=', 'POST /quitquitquit', 'POST /drain', 'GET /flows'] });
     }
   });
   return { server, address: await listen(server, addr) };

@@ -21,13 +21,13 @@ export function addSharedOptions(cmd: Command, caTokenHelp: string): Command {
 }
 
 /** On SIGTERM/SIGINT (or a call of the returned function): close once, then exit. */
-export function exitOnSignals(logger: Logger, close: () => Promise<void>): (reason: string) => void {
+export function exitOnSignals(logger: Logger, close: (reason: string) => Promise<void>): (reason: string) => void {
   let stopping = false;
   const stop = (reason: string): void => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal: reason }, 'shutting down');
-    close().then(
+    close(reason).then(
       () => process.exit(0),
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed');

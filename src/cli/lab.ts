@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { spawnSync } from 'node:child_process';
 import { goTool } from '../lab/go-tools.js';
-import { labDown, labExec, labStatus, labUp, readLabState } from '../lab/lab.js';
+import { labDown, labExec, labStatus, labUp, labUpgradeNode, readLabState } from '../lab/lab.js';
 import { FABRIC_NETNS } from '../lab/plan.js';
 import { nsArgs } from '../lab/shell.js';
 import { UsageError } from './usage-error.js';
@@ -43,6 +43,16 @@ export function registerLab(program: Command): void {
         ...s.waypoints.map((w) => `waypoint in ${w.pod}  pid ${w.pid}  ${w.ready ? 'ready' : 'NOT READY'}`),
       ];
       process.stdout.write(`${lines.length === 0 ? 'no lab' : lines.join('\n')}\n`);
+    });
+  lab
+    .command('upgrade')
+    .description("replace a node's daemon without refusing a connection: the new one takes over, the old one drains")
+    .argument('<node>')
+    .action(async (node: string) => {
+      const r = await labUpgradeNode(node);
+      process.stdout.write(`lab upgrade ${node}: pid ${r.pid} serving after ${r.readyMs} ms; pid ${r.previous} draining\n`);
+      await r.oldExited;
+      process.stdout.write(`lab upgrade ${node}: pid ${r.previous} has exited\n`);
     });
   lab
     .command('kubectl')

@@ -20,11 +20,13 @@ export function registerRun(program: Command): void {
     .option('--max-connections <n>', 'proxied connections open at once; more are refused (0: no limit)', '0')
     .option('--max-connections-per-source <n>', 'the same, per source pod IP (0: no limit)', '0')
     .option('--max-hbone-streams <n>', 'HBONE streams a peer may open on one connection', '200')
+    .option('--takeover', "upgrade: take over from this node's running daemon (done anyway when one answers on --admin)")
     .action(async (flags: Record<string, unknown>) => {
       const config = configFromFlags(flags);
       const logger = createLogger(config.logLevel, config.logFormat);
       let app: App | undefined;
-      const stop = exitOnSignals(logger, () => app?.drain() ?? Promise.resolve());
-      app = await App.start(config, logger, { onQuit: () => stop('quitquitquit') });
+      // A successor's POST /drain: drain, but leave the hooks, rule and sysctls to it.
+      const stop = exitOnSignals(logger, (reason) => app?.drain(config.drainMs, { handOver: reason === 'handover' }) ?? Promise.resolve());
+      app = await App.start(config, logger, { onQuit: () => stop('quitquitquit'), onHandOver: () => stop('handover') });
     });
 }

@@ -94,9 +94,11 @@ export const runFlagsSchema = z
     maxConnections: count('--max-connections').default(0),
     maxConnectionsPerSource: count('--max-connections-per-source').default(0),
     maxHboneStreams: count('--max-hbone-streams').min(1, '--max-hbone-streams must be at least 1').default(200),
+    takeover: z.boolean().default(false),
   })
   .superRefine((f, ctx) => {
     checkSharedFlags(f, ctx);
+    if (f.takeover && f.capture !== 'ebpf') ctx.addIssue({ code: 'custom', message: '--takeover needs --capture ebpf (it joins the transparent listeners)' });
     if (f.capture === 'ebpf' && f.uplink.length === 0) {
       ctx.addIssue({ code: 'custom', message: '--capture ebpf needs --uplink IFNAME (the interface to other nodes)' });
     }
@@ -160,6 +162,8 @@ export interface Config extends SharedConfig {
   readonly maxConnectionsPerSource: number;
   /** HBONE streams a peer may open on one connection to us (and at most 100 on ours to a peer). */
   readonly maxHboneStreams: number;
+  /** Take over from this node's running daemon (also done without the flag when one answers on the admin address). */
+  readonly takeover: boolean;
 }
 
 /** Validates raw flag values; throws ConfigError with one line naming the flag at fault. */
@@ -176,5 +180,6 @@ export function configFromFlags(raw: Record<string, unknown>): Config {
     maxConnections: f.maxConnections,
     maxConnectionsPerSource: f.maxConnectionsPerSource,
     maxHboneStreams: f.maxHboneStreams,
+    takeover: f.takeover,
   });
 }

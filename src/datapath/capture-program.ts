@@ -199,6 +199,14 @@ export class CaptureProgram {
     return [...this.#attached.keys()];
   }
 
+  /** Closes the object without touching the hooks (a successor's program is on them). */
+  release(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#attached.clear();
+    bpf.objectClose(this.#obj);
+  }
+
   close(): void {
     if (this.#closed) return;
     this.#closed = true;

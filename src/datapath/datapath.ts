@@ -22,6 +22,8 @@ export class EbpfDatapath {
   readonly #opts: EbpfDatapathOptions;
   readonly #nodeConfig = new NodeConfig();
   #program: CaptureProgram | undefined;
+  /** Hooks are attached (or replaced) only once the maps are full: never a moment of a program with empty maps. */
+  #attached = false;
   #captured = new Set<string>();
   readonly #podInterfaces = new Map<string, string>();
 
@@ -29,15 +31,31 @@ export class EbpfDatapath {
     this.#opts = opts;
   }
 
-  start(): void {
-    const { logger, uplinks, hbonePort } = this.#opts;
+  /** Loads the program and fills its maps from the State; attach() then puts it on the hooks. */
+  prepare(): void {
+    const { hbonePort } = this.#opts;
     const program = CaptureProgram.load(this.#opts.objectPath ?? DEFAULT_OBJECT);
     this.#program = program;
     program.configure({ outboundPort: OUTBOUND_PORT, inboundPlainPort: INBOUND_PLAIN_PORT, hbonePort, daemonMark: DAEMON_MARK, assignMark: ASSIGN_MARK });
     this.#nodeConfig.apply();
-    for (const uplink of uplinks) program.attach(uplink, 'uplink');
     this.sync();
+  }
+
+  /**
+   * Attaches to every local pod's veth and to the uplinks, replacing whatever program is there (a previous
+   * daemon's, during an upgrade): one atomic swap per hook, so captured traffic never passes unproxied.
+   */
+  attach(): void {
+    const { logger, uplinks } = this.#opts;
+    this.#attached = true;
+    this.sync();
+    for (const uplink of uplinks) this.#program?.attach(uplink, 'uplink');
     logger.info({ uplinks, pods: this.#podInterfaces.size, captured: this.#captured.size }, 'ebpf capture attached');
+  }
+
+  start(): void {
+    this.prepare();
+    this.attach();
   }
 
   /** Applies the current State: hooks on local pods' veths, captured flags in the map. */
@@ -55,6 +73,7 @@ export class EbpfDatapath {
       logger.info({ captured: [...captured] }, 'captured workloads updated');
     }
     this.#captured = captured;
+    if (!this.#attached) return;
     const present = new Set(local.map((w) => w.ip));
     for (const [ip, ifname] of this.#podInterfaces) {
       if (!present.has(ip)) {
@@ -89,5 +108,13 @@ export class EbpfDatapath {
     this.#program = undefined;
     this.#podInterfaces.clear();
     this.#nodeConfig.remove();
+  }
+
+  /** After an upgrade: the hooks run the successor's program now; leave them, the ip rule and the sysctls. */
+  handOver(): void {
+    this.#program?.release();
+    this.#program = undefined;
+    this.#podInterfaces.clear();
+    this.#nodeConfig.release();
   }
 }

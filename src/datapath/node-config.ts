@@ -4,9 +4,14 @@
 // tcp_tw_reuse=1: the daemon's upstream sockets leave from the client pod's IP and close first, so every
 // short connection also leaves a TIME_WAIT here, per (client IP, server) pair; past ~14,000 of them
 // connect() to that server slowed from ~2,300 to ~450/s (bench/README.md). Reuse is safe with TCP
-// timestamps (RFC 6191) and applies to outgoing connections only.
+// timestamps (RFC 6191) and applies to outgoing connections only. tcp_migrate_req=1: a transparent
+// listener that closes (the old daemon in an upgrade) hands its queued connections to the rest of its
+// reuseport group instead of resetting them.
+// The values found before the first daemon changed them are kept in /run, per network namespace, so that
+// a daemon that takes over (or starts after a crash) restores those, not its predecessor's.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { DatapathError } from './errors.js';
 
 export const ASSIGN_MARK = 0x400;
@@ -16,7 +21,15 @@ const SYSCTLS = {
   '/proc/sys/net/ipv4/tcp_early_demux': '0',
   '/proc/sys/net/ipv4/ip_forward': '1',
   '/proc/sys/net/ipv4/tcp_tw_reuse': '1',
+  '/proc/sys/net/ipv4/tcp_migrate_req': '1',
 } as const;
+
+export const NODE_CONFIG_DIR = process.env['ZTUNNEL_RUN_DIR'] ?? '/run/ztunnel-ts';
+
+/** Where the original values for this network namespace are kept (its inode names it). */
+export function originalsFile(netnsPath = '/proc/self/ns/net'): string {
+  return join(NODE_CONFIG_DIR, `node-config.${statSync(netnsPath).ino}.json`);
+}
 
 function ip(args: string[]): string {
   try {
@@ -32,10 +45,14 @@ export class NodeConfig {
   #applied = false;
 
   apply(): void {
-    for (const [path, value] of Object.entries(SYSCTLS)) {
-      this.#previous.set(path, readFileSync(path, 'utf8').trim());
-      writeFileSync(path, value);
+    const file = originalsFile();
+    const kept = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>) : undefined;
+    for (const path of Object.keys(SYSCTLS)) this.#previous.set(path, kept?.[path] ?? readFileSync(path, 'utf8').trim());
+    if (kept === undefined) {
+      mkdirSync(NODE_CONFIG_DIR, { recursive: true, mode: 0o700 });
+      writeFileSync(file, JSON.stringify(Object.fromEntries(this.#previous)));
     }
+    for (const [path, value] of Object.entries(SYSCTLS)) writeFileSync(path, value);
     if (!ip(['rule', 'show', 'pref', RULE_PREF]).includes('fwmark')) {
       ip(['rule', 'add', 'fwmark', `0x${ASSIGN_MARK.toString(16)}/0xfff`, 'lookup', TABLE, 'pref', RULE_PREF]);
     }
@@ -51,7 +68,13 @@ export class NodeConfig {
       ip(['route', 'del', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', TABLE]);
     } finally {
       for (const [path, value] of this.#previous) writeFileSync(path, value);
+      rmSync(originalsFile(), { force: true });
     }
+  }
+
+  /** Leaves everything in place for the daemon that took over (it restores the originals at its clean stop). */
+  release(): void {
+    this.#applied = false;
   }
 }
 

@@ -15,6 +15,7 @@ const SOCK_NONBLOCK = 0o4000;
 const SOCK_CLOEXEC = 0o2000000;
 const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
+const SO_REUSEPORT = 15;
 const SO_MARK = 36;
 const SOL_IP = 0;
 const IP_TRANSPARENT = 19;
@@ -62,8 +63,11 @@ function bindFd(fd: number, ip: string, port: number, what: string): void {
 export class TransparentSocketFactory implements SocketFactory {
   async listen(opts: ListenOptions, onConnection: (socket: net.Socket) => void): Promise<net.Server> {
     const what = `listener ${opts.host}:${opts.port}`;
+    // One reuseport group per port: a new daemon joins it during an upgrade (the eBPF lookup and the
+    // kernel pick a member), and a member that closes hands its queued connections on (tcp_migrate_req).
     const fd = rawSocket(what, [
       [SOL_SOCKET, SO_REUSEADDR, 'SO_REUSEADDR'],
+      [SOL_SOCKET, SO_REUSEPORT, 'SO_REUSEPORT'],
       [SOL_IP, IP_TRANSPARENT, 'IP_TRANSPARENT'],
     ]);
     bindFd(fd, opts.host, opts.port, what);

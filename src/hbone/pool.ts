@@ -98,9 +98,23 @@ export class HbonePool {
     return { connections, streams };
   }
 
-  /** Opens a CONNECT stream; resolves once the peer answered 200. */
+  /**
+   * Opens a CONNECT stream; resolves once the peer answered 200. A stream the peer refused unprocessed
+   * (REFUSED_STREAM, or beyond its GOAWAY: a daemon draining for an upgrade) is tried again on a new
+   * connection, once: nothing of it reached the destination (RFC 9113 §8.7).
+   */
   async connect(opts: ConnectOptions): Promise<ClientHttp2Stream> {
     const signal = opts.signal ?? AbortSignal.timeout(this.#opts.timeouts.connectResponseMs);
+    try {
+      return await this.#connectOnce(opts, signal);
+    } catch (err) {
+      if (!(err instanceof HboneError && err.refused) || signal.aborted) throw err;
+      this.#opts.logger.debug({ err: err.message }, 'hbone stream refused unprocessed; trying a new connection');
+      return this.#connectOnce(opts, signal);
+    }
+  }
+
+  async #connectOnce(opts: ConnectOptions, signal: AbortSignal): Promise<ClientHttp2Stream> {
     const pooled = await this.#reserve(opts.key, signal);
     let stream: ClientHttp2Stream;
     try {
@@ -115,7 +129,11 @@ export class HbonePool {
     // Kept for the stream's whole life: copy and the response wait add their own, and may remove theirs.
     stream.on('error', (err) => this.#opts.logger.debug({ err: err.message, key: pooled.key }, 'hbone stream error'));
     stream.once('close', () => this.#release(pooled));
-    return this.#awaitResponse(stream, opts, signal);
+    return this.#awaitResponse(stream, opts, signal).catch((err: unknown) => {
+      // A refusal means this connection takes no new streams: none goes to it again.
+      if (err instanceof HboneError && err.refused) pooled.usable = false;
+      throw err;
+    });
   }
 
   #awaitResponse(stream: ClientHttp2Stream, opts: ConnectOptions, signal: AbortSignal): Promise<ClientHttp2Stream> {
@@ -134,13 +152,16 @@ export class HbonePool {
         stream.close(http2.constants.NGHTTP2_CANCEL);
         reject(new HboneError('HBONE_CONNECT_STATUS', `hbone ${target} answered ${status}`, { status }));
       };
+      // Refused unprocessed: reset with REFUSED_STREAM, or cut by the session's GOAWAY.
+      const refused = (err?: Error): boolean =>
+        stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM || (err as NodeJS.ErrnoException | undefined)?.code === 'ERR_HTTP2_GOAWAY_SESSION';
       const onError = (err: Error): void => {
         done();
-        reject(new HboneError('HBONE_SESSION', `hbone ${target}: ${err.message}`, { cause: err }));
+        reject(new HboneError('HBONE_SESSION', `hbone ${target}: ${err.message}`, { cause: err, refused: refused(err) }));
       };
       const onClose = (): void => {
         done();
-        reject(new HboneError('HBONE_SESSION', `hbone ${target}: stream closed before a response`));
+        reject(new HboneError('HBONE_SESSION', `hbone ${target}: stream closed before a response`, { refused: refused() }));
       };
       const onAbort = (): void => {
         done();

@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { originalsFile } from '../datapath/node-config.js';
 import { CA_AUDIENCE } from '../identity/node-authenticator.js';
 import { apiUrl } from './control-plane.js';
 import { accountKubeconfig, labControlPlaneLayout, loadLabObjects, podKubeconfig, podToken, startLabControlPlane, ztunnelPodName, type LabKube } from './kube-lab.js';
@@ -204,6 +205,8 @@ export async function labDown(): Promise<void> {
   for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
   // Processes started in lab namespaces by hand (lab exec) die with nothing to talk to; kill what is left.
   for (const ns of labNetns()) {
+    // A killed daemon leaves the node settings' originals behind: they go with the namespace.
+    rmSync(originalsFile(`/run/netns/${ns}`), { force: true });
     for (const pid of run('ip', ['netns', 'pids', ns], { allowFail: true }).split('\n').filter(Boolean)) {
       try {
         process.kill(Number(pid), 'SIGKILL');
@@ -230,6 +233,34 @@ export async function labRestartNode(name: string): Promise<void> {
     if (!alive(pid) || Date.now() > deadline) throw new LabError(`node ${name} did not become ready again:\n${tail(node.log)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * Upgrades a node's daemon in place: starts a new one with the same flags while the old one runs; the new
+ * one joins the listener groups, swaps its program onto the hooks, tells the old one to drain, and serves.
+ * Resolves when the new one is ready (and reports when the old one has exited).
+ */
+export async function labUpgradeNode(name: string): Promise<{ pid: number; previous: number; readyMs: number; oldExited: Promise<void> }> {
+  const state = readLabState();
+  const node = state?.nodes.find((n) => n.name === name);
+  if (state === undefined || node === undefined) throw new LabError(`no node ${name} in the lab`);
+  if (!alive(node.pid)) throw new LabError(`node ${name}'s daemon (pid ${node.pid}) is not running: use a restart, not an upgrade`);
+  const started = Date.now();
+  const offset = existsSync(node.log) ? readFileSync(node.log, 'utf8').length : 0;
+  const pid = spawnIn(node.netns, node.args, node.log);
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  const readyLine = new RegExp(`"pid":${pid},[^\n]*"msg":"ztunnel-ts ready"`);
+  while (!readyLine.test(readFileSync(node.log, 'utf8').slice(offset))) {
+    if (!alive(pid) || Date.now() > deadline) throw new LabError(`the new daemon of ${name} (pid ${pid}) did not take over:\n${tail(node.log)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const readyMs = Date.now() - started;
+  writeFileSync(statePath(), JSON.stringify({ ...state, nodes: state.nodes.map((n) => (n === node ? { ...n, pid } : n)) }));
+  const previous = node.pid;
+  const oldExited = (async () => {
+    while (alive(previous)) await new Promise((r) => setTimeout(r, 50));
+  })();
+  return { pid, previous, readyMs, oldExited };
 }
 
 export function labStatus(): LabStatus {

@@ -1,6 +1,7 @@
 // A tiny traffic tool to run inside lab pods (`lab exec POD -- node dist/src/lab/probe.js ...`):
 //   serve [ECHO_PORT]          echo on :8080 (or ECHO_PORT), "whoami" (the peer's address) on :9000, until killed
-//   send IP PORT BYTES         send BYTES random bytes, half-close, read the echo; prints JSON with SHA-256s
+//   send IP PORT BYTES [RATE]  send BYTES random bytes (at RATE bytes/s, or at once), half-close, read the
+//                              echo; prints JSON with SHA-256s
 //   hold IP PORT SECONDS       keep an echo connection busy (a ping every 100 ms); prints how it ended
 //   connrate IP PORT COUNT CONC  COUNT connections (CONC at once), each 64 bytes echoed; latency percentiles
 //   pingpong IP PORT COUNT     COUNT 64-byte round trips on one connection; latency percentiles
@@ -33,10 +34,23 @@ if (mode === 'serve') {
     s.end(`${JSON.stringify({ peer: unmap(s.remoteAddress), self: unmap(s.localAddress) })}\n`);
   }).listen(9000, () => process.stdout.write('serving\n'));
 } else if (mode === 'send') {
-  const [ip, port, bytes] = args;
+  const [ip, port, bytes, rate] = args;
   const data = randomBytes(Number(bytes ?? 1024));
   const s = net.connect({ host: ip ?? '', port: Number(port), allowHalfOpen: true });
   const chunks: Buffer[] = [];
+  // Paced: 10 writes a second of RATE/10 bytes each, then the half-close.
+  const paced = (): void => {
+    const step = Math.max(1, Math.floor(Number(rate) / 10));
+    let at = 0;
+    const timer = setInterval(() => {
+      s.write(data.subarray(at, at + step));
+      at += step;
+      if (at >= data.length) {
+        clearInterval(timer);
+        s.end();
+      }
+    }, 100);
+  };
   s.setTimeout(15_000, () => fail('timeout'));
   s.on('error', (e) => fail(e.message));
   s.on('data', (c: Buffer) => chunks.push(c));
@@ -45,7 +59,7 @@ if (mode === 'serve') {
     process.stdout.write(`${JSON.stringify({ ok: sha(back) === sha(data), sent: data.length, received: back.length, sha: sha(data) })}\n`);
     s.end();
   });
-  s.on('connect', () => s.end(data));
+  s.on('connect', () => (rate === undefined ? s.end(data) : paced()));
 } else if (mode === 'whoami') {
   const [ip, port, timeoutMs] = args;
   const s = net.connect({ host: ip ?? '', port: Number(port) });
@@ -186,5 +200,5 @@ if (mode === 'serve') {
     (e: Error) => fail(e.message),
   );
 } else {
-  fail('usage: probe serve | send IP PORT BYTES | hold IP PORT SECONDS | connrate IP PORT COUNT CONC | pingpong IP PORT COUNT | whoami IP PORT [TIMEOUT_MS] | http-serve NAME [PORT] | http-load IP PORT COUNT [METHOD] [PATH] [fresh] [trace [SECONDS]]');
+  fail('usage: probe serve | send IP PORT BYTES [RATE] | hold IP PORT SECONDS | connrate IP PORT COUNT CONC | pingpong IP PORT COUNT | whoami IP PORT [TIMEOUT_MS] | http-serve NAME [PORT] | http-load IP PORT COUNT [METHOD] [PATH] [fresh] [trace [SECONDS]]');
 }
