@@ -1,38 +1,37 @@
-// Wires one daemon together: state source, certificates, HBONE pool and server, proxies, listeners.
+// Wires one daemon together. The control plane lives here, once per daemon: the state source and State,
+// the certificates (one CSR per identity), the eBPF datapath, and the admin, metrics and readiness
+// endpoints. The data path (src/dataplane.ts) runs in this thread (--workers 1) or in worker threads.
 // Components are started in dependency order and closed in reverse.
-import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { AggregatorRegistry } from 'prom-client';
+import { logLevelSetter, startAdminServer, startMetricsServer, startReadinessServer, type MetricsText } from './admin/servers.js';
 import { PolicyEngine } from './authz/engine.js';
 import type { Authorizer } from './authz/hook.js';
-import type { Config } from './config/config.js';
-import { CLIENT_MAX_STREAMS_PER_CONNECTION, DEFAULT_TIMEOUTS, type HboneTimeouts } from './hbone/constants.js';
-import { HbonePool } from './hbone/pool.js';
-import { HboneServer } from './hbone/server.js';
+import { ConfigError, type Config } from './config/config.js';
+import { Dataplane, type DataplaneStats } from './dataplane.js';
+import { EbpfDatapath } from './datapath/datapath.js';
+import { raiseFdLimit, type FdLimit } from './datapath/fd-limit.js';
+import { TransparentSocketFactory } from './datapath/transparent-sockets.js';
+import { DEFAULT_TIMEOUTS, type HboneTimeouts } from './hbone/constants.js';
+import type { HbonePool } from './hbone/pool.js';
+import type { HboneServer } from './hbone/server.js';
 import { CertManager } from './identity/cert-manager.js';
 import { certificateSource, type CertificateSource } from './identity/source.js';
 import { State } from './model/state.js';
-import { InboundProxy } from './proxy/inbound.js';
-import { EndpointPicker } from './proxy/endpoint-picker.js';
-import type { ProxyInputs } from './proxy/inputs.js';
-import { OutboundProxy } from './proxy/outbound.js';
-import { PlainSocketFactory, type SocketFactory } from './proxy/sockets.js';
 import { useProxyBufferSizes } from './proxy/buffers.js';
-import { ConnectionLimiter } from './proxy/limits.js';
-import { raiseFdLimit, type FdLimit } from './datapath/fd-limit.js';
-import { EbpfDatapath, INBOUND_PLAIN_PORT, OUTBOUND_PORT } from './datapath/datapath.js';
-import { TransparentSocketFactory } from './datapath/transparent-sockets.js';
-import { unmapIPv4 } from './hbone/server.js';
-import { handleSocksConnection } from './proxy/socks5.js';
-import { ManifestSource } from './sources/manifests.js';
+import type { EndpointPicker } from './proxy/endpoint-picker.js';
+import type { InboundProxy } from './proxy/inbound.js';
+import type { ConnectionLimiter } from './proxy/limits.js';
+import type { OutboundProxy } from './proxy/outbound.js';
+import { PlainSocketFactory, type SocketFactory } from './proxy/sockets.js';
 import type { KubeSource } from './sources/kube.js';
-import { logLevelSetter, startAdminServer, startMetricsServer, startReadinessServer } from './admin/servers.js';
-import type { Telemetry } from './telemetry/access-log.js';
+import { ManifestSource } from './sources/manifests.js';
+import { askToDrain, findPredecessor, listenOnceFree } from './takeover.js';
 import { FlowBus } from './telemetry/flows.js';
 import { Metrics } from './telemetry/metrics.js';
+import { WorkerSet } from './workers/worker-set.js';
 import type http from 'node:http';
-import { ConfigError } from './config/config.js';
-import { askToDrain, findPredecessor, listenOnceFree } from './takeover.js';
 
 /** How long a new daemon may take to get every local workload's certificate before it takes over. */
 const TAKEOVER_READY_MS = 60_000;
@@ -51,30 +50,22 @@ export class App {
   readonly config: Config;
   readonly state = new State();
   readonly certs: CertManager;
-  readonly pool: HbonePool;
-  readonly hbone: HboneServer;
-  readonly inbound: InboundProxy;
-  readonly outbound: OutboundProxy;
+  readonly metrics: Metrics;
+  readonly flows = new FlowBus();
   readonly #logger: Logger;
   /** Every logger this daemon made, so POST /logging changes them all (pino children keep their level). */
   readonly #loggers: Logger[] = [];
-  readonly #pi: ProxyInputs;
   readonly #deps: AppDeps;
-  readonly metrics: Metrics;
-  readonly flows = new FlowBus();
-  readonly limits: ConnectionLimiter;
-  readonly endpoints = new EndpointPicker();
+  /** The data path in this thread (--workers 1), or the worker threads that run it. */
+  readonly #dataplane: Dataplane | undefined;
+  readonly #workers: WorkerSet | undefined;
+  readonly #authorizer: Authorizer | undefined;
   #fdLimit: FdLimit | undefined;
   readonly #httpServers: http.Server[] = [];
   readonly #addresses: Record<'admin' | 'metrics' | 'readiness', AddressInfo | undefined> = { admin: undefined, metrics: undefined, readiness: undefined };
   #listening = false;
   readonly #source: ManifestSource | KubeSource;
-  readonly #hboneListeners = new Map<string, net.Server>();
-  readonly #captureListeners: net.Server[] = [];
   readonly #datapath: EbpfDatapath | undefined;
-  readonly #accepted = new Set<net.Socket>();
-  #socks: net.Server | undefined;
-  #reconciling: Promise<void> = Promise.resolve();
   #closed = false;
 
   private constructor(config: Config, logger: Logger, certSource: CertificateSource, deps: AppDeps, kube: typeof KubeSource | undefined) {
@@ -87,49 +78,30 @@ export class App {
       this.#loggers.push(l);
       return l;
     };
-    const timeouts = { ...DEFAULT_TIMEOUTS, ...deps.timeouts };
-    this.limits = new ConnectionLimiter({ maxConnections: config.maxConnections, maxConnectionsPerSource: config.maxConnectionsPerSource });
-    const sockets = deps.sockets ?? (config.capture === 'ebpf' ? new TransparentSocketFactory() : new PlainSocketFactory());
     this.certs = new CertManager(certSource, child('certs'));
-    this.pool = new HbonePool({
-      certs: this.certs,
-      dial: (dst, srcIp, signal) => sockets.connect(dst, srcIp, signal),
-      logger: child('pool'),
-      timeouts,
-      maxStreamsPerConnection: Math.min(CLIENT_MAX_STREAMS_PER_CONNECTION, config.maxHboneStreams),
-    });
     this.metrics = new Metrics({
-      pool: () => this.pool.stats,
+      pool: () => this.#dataplane?.pool.stats ?? { connections: 0, streams: 0 },
       certificates: () => this.certs.snapshot(),
       ebpf: () => this.#datapath?.stats() as Record<string, bigint> | undefined,
     });
-    const telemetry: Telemetry = { node: config.nodeName, logger: child('access'), metrics: this.metrics, flows: this.flows };
-    this.#pi = Object.freeze({
-      nodeName: config.nodeName,
-      trustDomain: config.trustDomain,
-      hbonePort: config.hbonePort,
-      timeouts: { ...timeouts, upstreamConnectMs: config.upstreamConnectMs },
-      state: this.state,
-      certs: this.certs,
-      pool: this.pool,
-      sockets,
-      authorizer: deps.authorizer ?? new PolicyEngine({ state: this.state, rootNamespace: config.rootNamespace, logger: child('authz') }),
-      logger: child('proxy'),
-      telemetry,
-      limits: this.limits,
-      endpoints: this.endpoints,
-    });
-    this.inbound = new InboundProxy(this.#pi);
-    this.outbound = new OutboundProxy(this.#pi, this.inbound);
-    this.hbone = new HboneServer({
-      certs: this.certs,
-      trustDomain: config.trustDomain,
-      logger: child('hbone'),
-      timeouts,
-      maxConcurrentStreams: config.maxHboneStreams,
-      identityFor: (ip) => this.inbound.localWorkload(ip)?.identity,
-      onRequest: (req) => this.inbound.handleHbone(req),
-    });
+    if (config.workers > 1) {
+      this.#workers = new WorkerSet({ count: config.workers, config, state: this.state, certs: this.certs, flows: this.flows, logger: child('workers'), logLevel: () => logger.level });
+      // The policies as the workers translate them, for config_dump.
+      this.#authorizer = new PolicyEngine({ state: this.state, rootNamespace: config.rootNamespace, logger: child('authz') });
+    } else {
+      const sockets = deps.sockets ?? (config.capture === 'ebpf' ? new TransparentSocketFactory() : new PlainSocketFactory());
+      this.#dataplane = new Dataplane({
+        config,
+        state: this.state,
+        certs: this.certs,
+        sockets,
+        telemetry: { node: config.nodeName, logger: child('access'), metrics: this.metrics, flows: this.flows },
+        timeouts: { ...DEFAULT_TIMEOUTS, ...deps.timeouts },
+        child,
+        ...(deps.authorizer === undefined ? {} : { authorizer: deps.authorizer }),
+      });
+      this.#authorizer = this.#dataplane.pi.authorizer;
+    }
     this.#datapath =
       config.capture === 'ebpf'
         ? new EbpfDatapath({ state: this.state, nodeName: config.nodeName, uplinks: config.uplinks, hbonePort: config.hbonePort, logger: child('datapath') })
@@ -149,9 +121,39 @@ export class App {
     return app;
   }
 
+  /** The in-thread data path; with worker threads there is none here. */
+  get #local(): Dataplane {
+    if (this.#dataplane === undefined) throw new Error(`with --workers ${this.config.workers} the data path runs in worker threads`);
+    return this.#dataplane;
+  }
+
+  get pool(): HbonePool {
+    return this.#local.pool;
+  }
+
+  get hbone(): HboneServer {
+    return this.#local.hbone;
+  }
+
+  get inbound(): InboundProxy {
+    return this.#local.inbound;
+  }
+
+  get outbound(): OutboundProxy {
+    return this.#local.outbound;
+  }
+
+  get limits(): ConnectionLimiter {
+    return this.#local.limits;
+  }
+
+  get endpoints(): EndpointPicker {
+    return this.#local.endpoints;
+  }
+
   async #start(): Promise<void> {
     this.#fdLimit = raiseFdLimit();
-    this.#logger.info(this.#fdLimit, 'descriptor limit');
+    this.#logger.info({ ...this.#fdLimit, workers: this.config.workers }, 'descriptor limit');
     // An upgrade: this node's daemon is running. Serve alongside it first, then ask it to leave.
     const predecessor = this.config.capture === 'ebpf' ? await findPredecessor(this.config.adminAddress, this.config.nodeName) : undefined;
     if (this.config.takeover && predecessor === undefined) {
@@ -160,21 +162,19 @@ export class App {
     if (predecessor === undefined) await this.#startHttp();
     this.state.on('change', () => this.#onStateChange());
     await this.#source.start();
-    await this.#reconciling;
-    if (this.#datapath !== undefined) await this.#startCapture(this.#datapath, predecessor === undefined);
-    if (predecessor !== undefined && this.#datapath !== undefined) await this.#takeOver(predecessor, this.#datapath);
-    const socks = this.config.socks5;
-    if (socks !== undefined) {
-      this.#socks = await listenOnceFree('socks5', () =>
-        this.#pi.sockets.listen({ host: socks.host, port: socks.port }, (s) => {
-          this.#track(s);
-          handleSocksConnection(this.#pi, this.outbound, s);
-        }),
-      );
-      this.#logger.info({ address: `${socks.host}:${(this.#socks.address() as AddressInfo).port}` }, 'socks5 listening');
+    await this.#dataplane?.reconciled;
+    // Listeners first (every worker's), then the hooks, so no captured packet finds no socket.
+    if (this.#dataplane !== undefined && this.#datapath !== undefined) await this.#dataplane.listenCapture();
+    if (this.#workers !== undefined) await this.#workers.start({ takeover: predecessor !== undefined });
+    if (this.#datapath !== undefined) {
+      this.#datapath.prepare();
+      if (predecessor === undefined) this.#datapath.attach();
+      else await this.#takeOver(predecessor, this.#datapath);
     }
+    const socks = await this.#dataplane?.listenSocks(predecessor !== undefined);
+    if (socks !== undefined) this.#logger.info({ address: `${socks.address}:${socks.port}` }, 'socks5 listening');
     this.#listening = true;
-    this.#logger.info({ node: this.config.nodeName, workloads: this.#localWorkloads().length, takeover: predecessor !== undefined }, 'ztunnel-ts ready');
+    this.#logger.info({ node: this.config.nodeName, workloads: this.#localWorkloads().length, takeover: predecessor !== undefined, workers: this.config.workers }, 'ztunnel-ts ready');
   }
 
   /**
@@ -202,17 +202,23 @@ export class App {
   async #startHttp(afterTakeover = false): Promise<void> {
     const c = this.config;
     const bind = <T>(what: string, listen: () => Promise<T>): Promise<T> => (afterTakeover ? listenOnceFree(what, listen) : listen());
+    const setLevel = logLevelSetter(this.#loggers, this.#logger);
     const admin = await bind('admin', () =>
       startAdminServer(c.adminAddress, {
         configDump: () => this.configDump(),
-        setLogLevel: logLevelSetter(this.#loggers, this.#logger),
+        setLogLevel: (level) => {
+          const ok = setLevel(level);
+          if (ok) this.#workers?.setLogLevel(level);
+          return ok;
+        },
         quit: () => (this.#deps.onQuit ?? (() => void this.drain()))(),
         ...(c.capture === 'ebpf' ? { handOver: () => (this.#deps.onHandOver ?? (() => void this.drain(c.drainMs, { handOver: true })))() } : {}),
+        ...(this.#workers === undefined ? {} : { killWorker: (n: number) => this.#workers?.kill(n) ?? false }),
         flows: this.flows,
       }),
     );
     this.#httpServers.push(admin.server);
-    const metrics = await bind('metrics', () => startMetricsServer(c.metricsAddress, this.metrics));
+    const metrics = await bind('metrics', () => startMetricsServer(c.metricsAddress, this.#metricsText()));
     this.#httpServers.push(metrics.server);
     const readiness = await bind('readiness', () => startReadinessServer(c.readinessAddress, () => this.pending()));
     this.#httpServers.push(readiness.server);
@@ -221,31 +227,57 @@ export class App {
     this.#addresses.readiness = readiness.address;
   }
 
+  /** /metrics: this thread's registry, merged with the workers' (counters summed, one series per label set). */
+  #metricsText(): MetricsText {
+    const workers = this.#workers;
+    if (workers === undefined) return this.metrics;
+    const own = this.metrics.registry;
+    return {
+      registry: {
+        contentType: own.contentType,
+        metrics: async () => {
+          const reports = await workers.reports();
+          const pool = reports.reduce((a, r) => ({ connections: a.connections + r.stats.pool.connections, streams: a.streams + r.stats.pool.streams }), { connections: 0, streams: 0 });
+          const mine = (await own.getMetricsAsJSON()).map((m) =>
+            m.name === 'ztunnel_hbone_pool_connections' ? { ...m, values: [{ value: pool.connections, labels: {} }] }
+            : m.name === 'ztunnel_hbone_pool_streams' ? { ...m, values: [{ value: pool.streams, labels: {} }] }
+            : m,
+          );
+          const theirs = reports.map((r) => r.metrics.filter((m) => !m.name.startsWith('ztunnel_hbone_pool_')));
+          return AggregatorRegistry.aggregate([mine, ...theirs]).metrics();
+        },
+      },
+    };
+  }
+
   /** Where the admin, metrics and readiness servers listen (port 0 in tests resolves here). */
   get addresses(): Readonly<Record<'admin' | 'metrics' | 'readiness', AddressInfo | undefined>> {
     return this.#addresses;
   }
 
-  /** What readiness waits for: state loaded, listeners up, a certificate for every local workload. */
+  /** What readiness waits for: state loaded, listeners up (every worker's), a certificate for every local workload. */
   pending(): string[] {
     const out: string[] = [];
     if (!this.state.loaded) out.push(this.config.kube === undefined ? 'state: manifests not loaded' : 'state: first full sync with the API server');
     if (!this.#listening) out.push('listeners: not up yet');
+    else if (this.#workers !== undefined && this.#workers.listening < this.#workers.count) out.push(`listeners: ${this.#workers.listening} of ${this.#workers.count} workers listening`);
     const missing = [...new Set(this.#localWorkloads().map((w) => w.identity))].filter((id) => this.certs.peek(id) === undefined);
     if (missing.length > 0) out.push(`certificates: ${missing.join(', ')}`);
     return out;
   }
 
-  configDump(): unknown {
+  async configDump(): Promise<unknown> {
     const snap = this.state.snapshot;
-    const engine = this.#pi.authorizer instanceof PolicyEngine ? this.#pi.authorizer : undefined;
+    const engine = this.#authorizer instanceof PolicyEngine ? this.#authorizer : undefined;
+    const stats: DataplaneStats[] = this.#dataplane !== undefined ? [this.#dataplane.stats()] : ((await this.#workers?.reports()) ?? []).map((r) => r.stats);
+    const load = (uid: string): number => stats.reduce((n, s) => n + (s.endpointLoad[uid] ?? 0), 0);
     return {
       node: this.config.nodeName,
       config: { ...this.config },
       workloads: snap.workloads,
       services: snap.services.map((s) => ({
         ...s,
-        endpoints: this.state.endpointsOf(s).map((w) => ({ uid: w.uid, ip: w.ip, node: w.node, zone: w.locality.zone ?? null, ...w.health, openConnections: this.endpoints.load(w.uid) })),
+        endpoints: this.state.endpointsOf(s).map((w) => ({ uid: w.uid, ip: w.ip, node: w.node, zone: w.locality.zone ?? null, ...w.health, openConnections: load(w.uid) })),
       })),
       waypoints: snap.waypoints.map((w) => ({ ...w, pods: this.state.waypointPods(w.uid).map((p) => p.uid) })),
       policies: engine?.policies ?? [],
@@ -257,35 +289,17 @@ export class App {
         expiresInSeconds: Math.round((c.notAfter.getTime() - Date.now()) / 1000),
       })),
       manifestErrors: this.manifestErrors.map((e) => e.message),
-      pool: this.pool.stats,
+      pool: stats.reduce((a, s) => ({ connections: a.connections + s.pool.connections, streams: a.streams + s.pool.streams }), { connections: 0, streams: 0 }),
+      workers: this.#workers === undefined ? null : { count: this.#workers.count, listening: this.#workers.listening },
       limits: {
         maxConnections: this.config.maxConnections,
         maxConnectionsPerSource: this.config.maxConnectionsPerSource,
         maxHboneStreams: this.config.maxHboneStreams,
-        openConnections: this.limits.open,
+        openConnections: stats.reduce((n, s) => n + s.openConnections, 0),
         fileDescriptors: this.#fdLimit,
       },
       capture: this.config.capture === 'ebpf' ? Object.fromEntries(Object.entries(this.#datapath?.stats() ?? {}).map(([k, v]) => [k, Number(v)])) : null,
     };
-  }
-
-  /** Transparent listeners first, then the tc hooks (attach: false leaves that to a takeover), so no captured packet finds no socket. */
-  async #startCapture(datapath: EbpfDatapath, attach: boolean): Promise<void> {
-    const listen = async (port: number, pauseOnConnect: boolean, handle: (s: net.Socket) => void): Promise<void> => {
-      const server = await this.#pi.sockets.listen({ host: '0.0.0.0', port, pauseOnConnect }, (s) => {
-        this.#track(s);
-        handle(s);
-      });
-      this.#captureListeners.push(server);
-    };
-    // With IP_TRANSPARENT the accepted socket's local address is the original destination.
-    const origDst = (s: net.Socket): { ip: string; port: number } => ({ ip: unmapIPv4(s.localAddress), port: s.localPort ?? 0 });
-    const src = (s: net.Socket): { ip: string; port: number } => ({ ip: unmapIPv4(s.remoteAddress), port: s.remotePort ?? 0 });
-    await listen(OUTBOUND_PORT, true, (s) => this.outbound.handle(s, src(s), origDst(s)));
-    await listen(INBOUND_PLAIN_PORT, true, (s) => this.inbound.handlePlaintext(s, origDst(s)));
-    await listen(this.config.hbonePort, true, (s) => void this.hbone.accept(s));
-    datapath.prepare();
-    if (attach) datapath.attach();
   }
 
   /** eBPF counters, when capture is on. */
@@ -295,59 +309,30 @@ export class App {
 
   /** Address the SOCKS5 listener is bound to (port 0 in tests resolves here). */
   get socksAddress(): AddressInfo | undefined {
-    return this.#socks?.address() as AddressInfo | undefined;
+    return this.#dataplane?.socksAddress;
   }
 
   get manifestErrors(): ManifestSource['errors'] {
     return this.#source instanceof ManifestSource ? this.#source.errors : [];
   }
 
+  /** The worker threads, when there are some (tests kill one). */
+  get workers(): WorkerSet | undefined {
+    return this.#workers;
+  }
+
   #localWorkloads(): ReturnType<State['workloadsOnNode']> {
     return this.state.workloadsOnNode(this.config.nodeName).filter((w) => w.captured);
   }
 
-  #track(s: net.Socket): void {
-    this.#accepted.add(s);
-    s.once('close', () => this.#accepted.delete(s));
-  }
-
   #onStateChange(): void {
-    // The policy engine listens first (it was created before this listener), so this sees new policies.
-    this.inbound.reauthorize();
     const local = this.#localWorkloads();
+    this.#dataplane?.onStateChange(new Set(local.map((w) => w.ip)));
     this.certs.track(new Set(local.map((w) => w.identity)));
-    if (this.config.capture === 'ebpf') {
-      try {
-        this.#datapath?.sync();
-      } catch (err) {
-        this.#logger.error({ err: (err as Error).message }, 'capture sync failed');
-      }
-      return;
-    }
-    this.#reconciling = this.#reconciling.then(() => this.#reconcileHboneListeners(new Set(local.map((w) => w.ip))));
-  }
-
-  /** Without eBPF capture, HBONE is served on each local captured pod's own IP:15008. */
-  async #reconcileHboneListeners(ips: Set<string>): Promise<void> {
-    if (this.#closed) return;
-    for (const [ip, server] of this.#hboneListeners) {
-      if (!ips.has(ip)) {
-        server.close();
-        this.#hboneListeners.delete(ip);
-      }
-    }
-    for (const ip of ips) {
-      if (this.#hboneListeners.has(ip)) continue;
-      try {
-        const server = await this.#pi.sockets.listen({ host: ip, port: this.config.hbonePort, pauseOnConnect: true }, (s) => {
-          this.#track(s);
-          void this.hbone.accept(s);
-        });
-        this.#hboneListeners.set(ip, server);
-        this.#logger.debug({ address: `${ip}:${this.config.hbonePort}` }, 'hbone listening');
-      } catch (err) {
-        this.#logger.error({ err: (err as Error).message, ip }, 'cannot serve hbone for workload');
-      }
+    try {
+      this.#datapath?.sync();
+    } catch (err) {
+      this.#logger.error({ err: (err as Error).message }, 'capture sync failed');
     }
   }
 
@@ -360,30 +345,19 @@ export class App {
     if (this.#closed) return;
     this.#closed = true;
     const handOver = opts.handOver === true;
-    this.#logger.info({ deadlineMs, open: this.#accepted.size, handOver }, handOver ? 'handing over to the new daemon; draining' : 'draining');
+    this.#logger.info({ deadlineMs, open: this.#dataplane?.openSockets ?? null, handOver }, handOver ? 'handing over to the new daemon; draining' : 'draining');
     // Listeners close first: with tcp_migrate_req their queued connections go to the successor's.
-    for (const s of this.#captureListeners) s.close();
-    this.#socks?.close();
+    this.#dataplane?.closeListeners();
+    this.#workers?.closeListeners();
     if (handOver) this.#closeHttp();
     await this.#source.close();
-    await this.#reconciling;
-    for (const s of this.#hboneListeners.values()) s.close();
-    this.#hboneListeners.clear();
-    this.hbone.close();
-    this.pool.close();
     if (handOver) this.#datapath?.handOver();
-    const deadline = Date.now() + deadlineMs;
-    while (this.#accepted.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    const cut = this.#accepted.size;
-    for (const s of this.#accepted) s.destroy();
-    this.hbone.destroy();
-    this.pool.destroy();
-    this.inbound.destroy();
+    const cuts = await Promise.all([this.#dataplane?.drain(deadlineMs) ?? 0, this.#workers?.drain(deadlineMs) ?? 0]);
     this.certs.close();
     // Hooks go last: established captured flows need them until they are cut.
     if (!handOver) this.#datapath?.stop();
     this.#closeHttp();
-    this.#logger.info({ cutConnections: cut }, 'drained');
+    this.#logger.info({ cutConnections: cuts[0] + cuts[1] }, 'drained');
   }
 
   #closeHttp(): void {

@@ -14,6 +14,8 @@ export interface AdminHandlers {
   readonly quit: () => void;
   /** A successor took over (upgrade): stop accepting, drain, exit, leave the datapath to it. */
   readonly handOver?: () => void;
+  /** Ends worker thread n as a crash would (its connections are lost); it is started again. False: no such worker. */
+  readonly killWorker?: (n: number) => boolean;
   readonly flows: FlowBus;
 }
 
@@ -69,7 +71,11 @@ export async function startAdminServer(addr: { host: string; port: number }, h: 
     const route = `${req.method ?? 'GET'} ${url.pathname}`;
     switch (route) {
       case 'GET /config_dump':
-        return json(res, 200, h.configDump());
+        // A daemon with worker threads asks them first.
+        return void Promise.resolve(h.configDump()).then(
+          (dump) => json(res, 200, dump),
+          (err: Error) => json(res, 500, { error: err.message }),
+        );
       case 'POST /logging': {
         const level = url.searchParams.get('level') ?? '';
         if (!h.setLogLevel(level)) return json(res, 400, { error: `level must be one of ${LOG_LEVELS.join(', ')}` });
@@ -85,16 +91,24 @@ export async function startAdminServer(addr: { host: string; port: number }, h: 
         res.once('finish', () => handOver());
         return json(res, 200, { draining: true, handOver: true });
       }
+      case 'POST /workers/kill': {
+        const n = Number(url.searchParams.get('id') ?? NaN);
+        if (h.killWorker === undefined || !Number.isInteger(n) || !h.killWorker(n)) return json(res, 404, { error: 'no such worker (POST /workers/kill?id=N, with --workers above 1)' });
+        return json(res, 200, { killed: n, restarting: true });
+      }
       case 'GET /flows':
         return streamFlows(h.flows, req, res, url);
       default:
-        return json(res, 404, { error: `no route ${route}`, routes: ['GET /config_dump', 'POST /logging?level=', 'POST /quitquitquit', 'POST /drain', 'GET /flows'] });
+        return json(res, 404, { error: `no route ${route}`, routes: ['GET /config_dump', 'POST /logging?level=', 'POST /quitquitquit', 'POST /drain', 'POST /workers/kill?id=', 'GET /flows'] });
     }
   });
   return { server, address: await listen(server, addr) };
 }
 
-export async function startMetricsServer(addr: { host: string; port: number }, metrics: Metrics): Promise<{ server: http.Server; address: AddressInfo }> {
+/** Anything with a registry's text: one Metrics, or a daemon's merged with its workers'. */
+export type MetricsText = { readonly registry: Pick<Metrics['registry'], 'metrics' | 'contentType'> };
+
+export async function startMetricsServer(addr: { host: string; port: number }, metrics: MetricsText): Promise<{ server: http.Server; address: AddressInfo }> {
   const server = http.createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://metrics').pathname;
     if (req.method !== 'GET' || (path !== '/metrics' && path !== '/stats/prometheus')) return json(res, 404, { error: 'try /metrics' });

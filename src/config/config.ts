@@ -1,5 +1,7 @@
 // Daemon settings: every source (flags, environment) ends as one validated, frozen Config.
 import { isIP } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_TRUST_DOMAIN } from '../model/identity.js';
 
@@ -95,10 +97,14 @@ export const runFlagsSchema = z
     maxConnectionsPerSource: count('--max-connections-per-source').default(0),
     maxHboneStreams: count('--max-hbone-streams').min(1, '--max-hbone-streams must be at least 1').default(200),
     takeover: z.boolean().default(false),
+    workers: z.union([z.literal('auto'), count('--workers').min(1, '--workers must be at least 1 (or auto)')], { error: '--workers must be a number or auto' }).default('auto'),
   })
   .superRefine((f, ctx) => {
     checkSharedFlags(f, ctx);
     if (f.takeover && f.capture !== 'ebpf') ctx.addIssue({ code: 'custom', message: '--takeover needs --capture ebpf (it joins the transparent listeners)' });
+    if (typeof f.workers === 'number' && f.workers > 1 && f.capture !== 'ebpf') {
+      ctx.addIssue({ code: 'custom', message: '--workers above 1 needs --capture ebpf (the workers share the transparent listeners through SO_REUSEPORT)' });
+    }
     if (f.capture === 'ebpf' && f.uplink.length === 0) {
       ctx.addIssue({ code: 'custom', message: '--capture ebpf needs --uplink IFNAME (the interface to other nodes)' });
     }
@@ -164,6 +170,28 @@ export interface Config extends SharedConfig {
   readonly maxHboneStreams: number;
   /** Take over from this node's running daemon (also done without the flag when one answers on the admin address). */
   readonly takeover: boolean;
+  /** Threads that run the data path; 1: all in the daemon's own thread. */
+  readonly workers: number;
+}
+
+/**
+ * ztunnel's rule: max(2, a quarter of the CPUs), but never more than the CPU limit (cgroup cpu.max) or the
+ * CPUs there are. Without eBPF capture there is one: only transparent listeners can be shared.
+ */
+export function autoWorkers(capture: 'none' | 'ebpf', cpus = availableParallelism(), cpuLimit = cgroupCpuLimit()): number {
+  if (capture !== 'ebpf') return 1;
+  return Math.max(1, Math.min(Math.max(2, Math.floor(cpus / 4)), cpus, cpuLimit ?? Infinity));
+}
+
+/** CPUs the cgroup may use (cgroup v2 cpu.max "QUOTA PERIOD"), rounded up; undefined when unlimited. */
+function cgroupCpuLimit(): number | undefined {
+  try {
+    const [quota, period] = readFileSync('/sys/fs/cgroup/cpu.max', 'utf8').trim().split(/\s+/);
+    if (quota === undefined || quota === 'max' || period === undefined) return undefined;
+    return Math.ceil(Number(quota) / Number(period));
+  } catch {
+    return undefined;
+  }
 }
 
 /** Validates raw flag values; throws ConfigError with one line naming the flag at fault. */
@@ -181,5 +209,6 @@ export function configFromFlags(raw: Record<string, unknown>): Config {
     maxConnectionsPerSource: f.maxConnectionsPerSource,
     maxHboneStreams: f.maxHboneStreams,
     takeover: f.takeover,
+    workers: f.workers === 'auto' ? autoWorkers(f.capture) : f.workers,
   });
 }

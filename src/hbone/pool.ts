@@ -18,7 +18,7 @@ import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 
 import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
-import type { CertManager } from '../identity/cert-manager.js';
+import type { Certificates } from '../identity/cert-manager.js';
 import { firstSpiffeUri } from '../model/identity.js';
 import {
   CLIENT_MAX_STREAMS_PER_CONNECTION,
@@ -46,7 +46,7 @@ export function poolKeyString(k: PoolKey): string {
 export type Dialer = (dst: SocketAddress, srcIp: string | undefined, signal: AbortSignal) => Promise<Socket>;
 
 export interface HbonePoolOptions {
-  readonly certs: CertManager;
+  readonly certs: Certificates;
   readonly dial: Dialer;
   readonly logger: Logger;
   readonly timeouts: HboneTimeouts;

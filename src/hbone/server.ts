@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import type { CertManager } from '../identity/cert-manager.js';
+import type { Certificates } from '../identity/cert-manager.js';
 import type { Svid } from '../identity/svid.js';
 import {
   CONNECTION_WINDOW_BYTES,
@@ -43,7 +43,7 @@ export interface HboneRefusal {
 }
 
 export interface HboneServerOptions {
-  readonly certs: CertManager;
+  readonly certs: Certificates;
   readonly trustDomain: string;
   readonly logger: Logger;
   readonly timeouts: HboneTimeouts;

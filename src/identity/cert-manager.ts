@@ -19,6 +19,13 @@ export interface CertManagerEvents {
   updated: [svid: Svid];
 }
 
+/** What the data path needs of certificates: the daemon's CertManager, or a worker's replica of it. */
+export interface Certificates {
+  get(identity: string): Promise<Svid>;
+  peek(identity: string): Svid | undefined;
+  on(event: 'updated', listener: (svid: Svid) => void): unknown;
+}
+
 export class CertManager extends EventEmitter<CertManagerEvents> {
   readonly #source: CertificateSource;
   readonly #logger: Logger;

@@ -51,6 +51,11 @@ export class EndpointPicker {
     return this.#open.get(uid) ?? 0;
   }
 
+  /** Open connections per endpoint uid, for config_dump. */
+  loads(): Record<string, number> {
+    return Object.fromEntries(this.#open);
+  }
+
   get affinityEntries(): number {
     return this.#sticky.size;
   }

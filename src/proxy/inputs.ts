@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Authorizer } from '../authz/hook.js';
 import type { HboneTimeouts } from '../hbone/constants.js';
 import type { HbonePool } from '../hbone/pool.js';
-import type { CertManager } from '../identity/cert-manager.js';
+import type { Certificates } from '../identity/cert-manager.js';
 import type { State } from '../model/state.js';
 import type { Telemetry } from '../telemetry/access-log.js';
 import type { EndpointPicker } from './endpoint-picker.js';
@@ -16,7 +16,7 @@ export interface ProxyInputs {
   readonly hbonePort: number;
   readonly timeouts: HboneTimeouts & { readonly upstreamConnectMs: number };
   readonly state: State;
-  readonly certs: CertManager;
+  readonly certs: Certificates;
   readonly pool: HbonePool;
   readonly sockets: SocketFactory;
   readonly authorizer: Authorizer;

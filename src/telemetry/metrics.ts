@@ -46,6 +46,8 @@ export interface MetricsSources {
   readonly certificates?: () => readonly { identity: string; notAfter: Date }[];
   /** Cumulative eBPF counters, when capture is on. */
   readonly ebpf?: () => Record<string, bigint> | undefined;
+  /** Node's process metrics (CPU, memory, event loop); a worker thread leaves them to its process. */
+  readonly processMetrics?: boolean;
 }
 
 /** The TCP counters of one label set, resolved once (prom-client hashes the labels on every inc otherwise). */
@@ -87,7 +89,7 @@ export class Metrics {
       buckets: [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000],
       registers: [r],
     });
-    collectDefaultMetrics({ register: r });
+    if (sources.processMetrics !== false) collectDefaultMetrics({ register: r });
     new Gauge({
       name: 'ztunnel_hbone_pool_connections',
       help: 'Open HBONE client connections',

@@ -1,6 +1,6 @@
 // The connection limiter's decisions, without sockets.
 import t from 'tap';
-import { ConnectionLimiter } from '../../src/proxy/limits.js';
+import { ConnectionLimiter, forgetWorkerConnections } from '../../src/proxy/limits.js';
 
 t.test('per source and in all; a released slot is free again; release is idempotent', async (t) => {
   const l = new ConnectionLimiter({ maxConnections: 3, maxConnectionsPerSource: 2 });
@@ -23,4 +23,23 @@ t.test('0 means no limit', async (t) => {
   const l = new ConnectionLimiter({ maxConnections: 0, maxConnectionsPerSource: 0 });
   for (let i = 0; i < 1000; i++) l.admit('10.0.0.1');
   t.equal(l.open, 1000);
+});
+
+t.test('worker threads share --max-connections; a dead worker\'s share is given back', async (t) => {
+  const buffer = new SharedArrayBuffer(4 * 3);
+  const limits = { maxConnections: 3, maxConnectionsPerSource: 0 };
+  const w0 = new ConnectionLimiter(limits, { buffer, worker: 0 });
+  const w1 = new ConnectionLimiter(limits, { buffer, worker: 1 });
+  t.match(w0.admit('10.0.0.1'), { admitted: true });
+  t.match(w0.admit('10.0.0.2'), { admitted: true });
+  const last = w1.admit('10.0.0.3');
+  t.match(last, { admitted: true }, 'the third connection, on the other worker');
+  t.match(w1.admit('10.0.0.4'), { admitted: false, reason: /3 connections open, the daemon's limit/ }, 'the limit is the daemon\'s, not each worker\'s');
+  t.match(w0.admit('10.0.0.4'), { admitted: false }, 'on either worker');
+  if (last.admitted) last.release();
+  t.match(w0.admit('10.0.0.4'), { admitted: true }, 'a slot freed on one worker is taken on the other');
+  // Worker 0 dies holding three: they are gone from the count, and worker 1 may use them.
+  forgetWorkerConnections(buffer, 0);
+  for (let i = 0; i < 3; i++) t.match(w1.admit(`10.0.1.${i}`), { admitted: true }, `slot ${i + 1} after worker 0 died`);
+  t.match(w1.admit('10.0.2.1'), { admitted: false });
 });
