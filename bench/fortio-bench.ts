@@ -3,7 +3,7 @@
 // A B C A B C … as (a) no mesh, (b) ztunnel-ts, (c) the sidecar model (haproxy mTLS pair). Also the maximum
 // rate, single-stream bulk throughput (iperf3), daemon CPU and RSS at the fixed rate, and memory per idle
 // tunnelled connection. Writes bench/results/DATE/fortio.{json,md,svg}.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { probeInPod, startProbeServers } from '../src/lab/probe-runner.js';
 import { latencyChart } from './chart.js';
 import { startSidecars } from './sidecar.js';
 import { clientReusesTimeWait } from './lab-client.js';
+import { background, cpuSeconds, fortio, inPod, log, median, sleep } from './lab-load.js';
 
 const MANIFESTS = fileURLToPath(new URL('../../manifests/examples/demo/cluster.yaml', import.meta.url));
 const LOADGEN = fileURLToPath(new URL('../src/lab/loadgen.js', import.meta.url));
@@ -34,35 +35,10 @@ interface LoadResult {
   p999: number;
 }
 
-const log = (s: string): void => void process.stdout.write(`${s}\n`);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
-
-function inPod(pod: string, cmd: string, args: string[], timeoutMs: number): string {
-  const r = spawnSync('nsenter', [`--net=/run/netns/${findPod(pod).netns}`, cmd, ...args], { encoding: 'utf8', timeout: timeoutMs });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} in ${pod}: ${r.stderr || r.stdout}`);
-  return r.stdout;
-}
-
-function background(pod: string, cmd: string, args: string[]): void {
-  spawn('nsenter', [`--net=/run/netns/${findPod(pod).netns}`, cmd, ...args], { stdio: 'ignore', detached: true }).unref();
-}
 
 /** Target of the client for each mode: the pod directly, or the local sidecar port. */
 function target(mode: Mode, port: number): [string, number] {
   return mode === 'sidecar' ? ['127.0.0.1', port === 8080 ? 15001 : 15002] : [SERVER_IP, port];
-}
-
-const GO_TOOL = fileURLToPath(new URL('../../scripts/go-tool.sh', import.meta.url));
-
-/** fortio from PATH, or built once from its pinned Go module (scripts/go-tool.sh); undefined without Go. */
-let fortioPath: string | undefined | null = null;
-function fortio(): string | undefined {
-  if (fortioPath !== null) return fortioPath;
-  if (spawnSync('fortio', ['version']).status === 0) return (fortioPath = 'fortio');
-  const built = spawnSync('bash', [GO_TOOL, 'fortio'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  fortioPath = built.status === 0 ? built.stdout.trim() : undefined;
-  return fortioPath;
 }
 
 /** One load run from the client pod; the response size is the server's (set when it starts). */
@@ -105,11 +81,6 @@ function iperf(mode: Mode, seconds: number): number {
   const out = inPod('shop/client', 'iperf3', ['-c', host, '-p', String(port), '-t', String(seconds), '-J'], (seconds + 30) * 1000);
   const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
   return j.end.sum_received.bits_per_second / 1e9;
-}
-
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 1/100 s
 }
 
 function rssMb(pid: number): number {

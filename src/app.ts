@@ -85,7 +85,10 @@ export class App {
       ebpf: () => this.#datapath?.stats() as Record<string, bigint> | undefined,
     });
     if (config.workers > 1) {
-      this.#workers = new WorkerSet({ count: config.workers, config, state: this.state, certs: this.certs, flows: this.flows, logger: child('workers'), logLevel: () => logger.level });
+      this.#workers = new WorkerSet({
+        count: config.workers, config, state: this.state, certs: this.certs, flows: this.flows, logger: child('workers'), logLevel: () => logger.level,
+        onListening: (worker, listeners) => this.#datapath?.setListeners(worker, listeners),
+      });
       // The policies as the workers translate them, for config_dump.
       this.#authorizer = new PolicyEngine({ state: this.state, rootNamespace: config.rootNamespace, logger: child('authz') });
     } else {
@@ -164,7 +167,7 @@ export class App {
     await this.#source.start();
     await this.#dataplane?.reconciled;
     // Listeners first (every worker's), then the hooks, so no captured packet finds no socket.
-    if (this.#dataplane !== undefined && this.#datapath !== undefined) await this.#dataplane.listenCapture();
+    if (this.#dataplane !== undefined && this.#datapath !== undefined) this.#datapath.setListeners(0, await this.#dataplane.listenCapture());
     if (this.#workers !== undefined) await this.#workers.start({ takeover: predecessor !== undefined });
     if (this.#datapath !== undefined) {
       this.#datapath.prepare();

@@ -7,7 +7,9 @@ import type { Logger } from 'pino';
 import { PolicyEngine } from './authz/engine.js';
 import type { Authorizer } from './authz/hook.js';
 import type { Config } from './config/config.js';
+import type { ListenerKind } from './datapath/capture-program.js';
 import { INBOUND_PLAIN_PORT, OUTBOUND_PORT } from './datapath/datapath.js';
+import { listenerFd } from './datapath/transparent-sockets.js';
 import { CLIENT_MAX_STREAMS_PER_CONNECTION, type HboneTimeouts } from './hbone/constants.js';
 import { HbonePool } from './hbone/pool.js';
 import { HboneServer, unmapIPv4 } from './hbone/server.js';
@@ -35,6 +37,12 @@ export interface DataplaneOptions {
   readonly authorizer?: Authorizer;
   /** With worker threads: the daemon-wide open-connection counts for --max-connections, and this worker's slot. */
   readonly sharedConnections?: { buffer: SharedArrayBuffer; worker: number };
+}
+
+/** A transparent listener's descriptor and which of the daemon's listeners it is. */
+export interface CaptureListener {
+  readonly kind: ListenerKind;
+  readonly fd: number;
 }
 
 export interface DataplaneStats {
@@ -101,21 +109,28 @@ export class Dataplane {
     });
   }
 
-  /** The transparent listeners (each in its port's reuseport group, with every other worker's and daemon's). */
-  async listenCapture(): Promise<void> {
-    const listen = async (port: number, handle: (s: net.Socket) => void): Promise<void> => {
+  /**
+   * The transparent listeners (each in its port's reuseport group, with every other worker's and daemon's);
+   * returns their descriptors, for the datapath's listener map.
+   */
+  async listenCapture(): Promise<CaptureListener[]> {
+    const out: CaptureListener[] = [];
+    const listen = async (port: number, kind: ListenerKind, handle: (s: net.Socket) => void): Promise<void> => {
       const server = await this.pi.sockets.listen({ host: '0.0.0.0', port, pauseOnConnect: true }, (s) => {
         this.#track(s);
         handle(s);
       });
       this.#captureListeners.push(server);
+      const fd = listenerFd(server);
+      if (fd !== undefined) out.push({ kind, fd });
     };
     // With IP_TRANSPARENT the accepted socket's local address is the original destination.
     const origDst = (s: net.Socket): { ip: string; port: number } => ({ ip: unmapIPv4(s.localAddress), port: s.localPort ?? 0 });
     const src = (s: net.Socket): { ip: string; port: number } => ({ ip: unmapIPv4(s.remoteAddress), port: s.remotePort ?? 0 });
-    await listen(OUTBOUND_PORT, (s) => this.outbound.handle(s, src(s), origDst(s)));
-    await listen(INBOUND_PLAIN_PORT, (s) => this.inbound.handlePlaintext(s, origDst(s)));
-    await listen(this.#config.hbonePort, (s) => void this.hbone.accept(s));
+    await listen(OUTBOUND_PORT, 'outbound', (s) => this.outbound.handle(s, src(s), origDst(s)));
+    await listen(INBOUND_PLAIN_PORT, 'inboundPlain', (s) => this.inbound.handlePlaintext(s, origDst(s)));
+    await listen(this.#config.hbonePort, 'hbone', (s) => void this.hbone.accept(s));
+    return out;
   }
 
   /** SOCKS5 into the outbound path; after a takeover retried while the old daemon still holds the port. */

@@ -54,6 +54,20 @@ struct {
 	__type(value, __u32);
 } ztunnel_pod_ifaces SEC(".maps");
 
+/* The daemon's transparent listeners for the sk_lookup program, by kind × slot (a worker thread each):
+ * key = kind * LISTENER_SLOTS + slot. A listener that closes leaves the map by itself. */
+#define LISTENER_OUTBOUND 0
+#define LISTENER_HBONE 1
+#define LISTENER_INBOUND_PLAIN 2
+#define LISTENER_SLOTS 16
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKMAP);
+	__uint(max_entries, 3 * LISTENER_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} ztunnel_listeners SEC(".maps");
+
 /* Per-CPU counters, indexed by enum capture_stat. */
 enum capture_stat {
 	STAT_ASSIGNED_ESTABLISHED = 0,
@@ -62,7 +76,9 @@ enum capture_stat {
 	STAT_PASSED = 3,
 	STAT_ERRORS = 4,
 	STAT_DROPPED_SPOOFED = 5,
-	STAT_MAX = 6,
+	STAT_TIME_WAIT_HANDOFF = 6, /* a new SYN for a tuple our TIME_WAIT socket holds: to the kernel, then sk_lookup */
+	STAT_LOOKUP_ASSIGNED = 7,   /* sk_lookup gave a listener lookup one of our listeners */
+	STAT_MAX = 8,
 };
 
 struct {

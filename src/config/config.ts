@@ -97,7 +97,7 @@ export const runFlagsSchema = z
     maxConnectionsPerSource: count('--max-connections-per-source').default(0),
     maxHboneStreams: count('--max-hbone-streams').min(1, '--max-hbone-streams must be at least 1').default(200),
     takeover: z.boolean().default(false),
-    workers: z.union([z.literal('auto'), count('--workers').min(1, '--workers must be at least 1 (or auto)')], { error: '--workers must be a number or auto' }).default('auto'),
+    workers: z.union([z.literal('auto'), count('--workers').min(1, '--workers must be at least 1 (or auto)').max(16, '--workers must be at most 16')], { error: '--workers must be a number or auto' }).default('auto'),
   })
   .superRefine((f, ctx) => {
     checkSharedFlags(f, ctx);
@@ -180,7 +180,7 @@ export interface Config extends SharedConfig {
  */
 export function autoWorkers(capture: 'none' | 'ebpf', cpus = availableParallelism(), cpuLimit = cgroupCpuLimit()): number {
   if (capture !== 'ebpf') return 1;
-  return Math.max(1, Math.min(Math.max(2, Math.floor(cpus / 4)), cpus, cpuLimit ?? Infinity));
+  return Math.max(1, Math.min(Math.max(2, Math.floor(cpus / 4)), cpus, cpuLimit ?? Infinity, 16));
 }
 
 /** CPUs the cgroup may use (cgroup v2 cpu.max "QUOTA PERIOD"), rounded up; undefined when unlimited. */

@@ -1,4 +1,5 @@
 // The capture program (bpf/capture.bpf.o) loaded through libbpf: its maps and its tc ingress hooks.
+import { closeSync, openSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { DatapathError } from './errors.js';
@@ -7,14 +8,21 @@ import { BPF_ANY, BPF_TC_F_REPLACE, BPF_TC_INGRESS, TC_HOOK_SIZE, TC_OPTS_SIZE, 
 export const DEFAULT_OBJECT = fileURLToPath(new URL('../../../bpf/capture.bpf.o', import.meta.url));
 
 /** Mirrors enum capture_stat in bpf/lib/maps.h. */
-export const STAT_NAMES = ['assigned_established', 'assigned_listener', 'dropped_no_listener', 'passed', 'errors', 'dropped_spoofed'] as const;
+export const STAT_NAMES = ['assigned_established', 'assigned_listener', 'dropped_no_listener', 'passed', 'errors', 'dropped_spoofed', 'time_wait_handoff', 'lookup_assigned'] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 
 export const WORKLOAD_CAPTURED = 0x1;
+
+/** Mirrors LISTENER_* and LISTENER_SLOTS in bpf/lib/maps.h. */
+export const LISTENER_KINDS = { outbound: 0, hbone: 1, inboundPlain: 2 } as const;
+export type ListenerKind = keyof typeof LISTENER_KINDS;
+export const LISTENER_SLOTS = 16;
 export type HookKind = 'pod' | 'uplink';
 
 // Kernel program names are cut at 15 characters; these are what tc and bpftool show.
 const PROGRAMS: Record<HookKind, string> = { pod: 'capture_pod', uplink: 'capture_uplink' };
+/** The sk_lookup program: listener lookups in this network namespace (a SYN that met our TIME_WAIT socket). */
+const LOOKUP_PROGRAM = 'capture_lookup';
 
 export interface CaptureConfig {
   readonly outboundPort: number;
@@ -66,6 +74,7 @@ function tcOpts(progFd: number, flags: number): Buffer {
 }
 
 interface MapFds {
+  readonly listeners: number;
   readonly config: number;
   readonly workloads: number;
   readonly nodeIps: number;
@@ -76,13 +85,16 @@ interface MapFds {
 export class CaptureProgram {
   readonly #obj: unknown;
   readonly #progFds: Record<HookKind, number>;
+  readonly #lookupProgram: unknown;
   readonly #maps: MapFds;
   readonly #attached = new Map<string, number>();
+  #lookupLink: unknown;
   #closed = false;
 
-  private constructor(obj: unknown, progFds: Record<HookKind, number>, maps: MapFds) {
+  private constructor(obj: unknown, progFds: Record<HookKind, number>, lookupProgram: unknown, maps: MapFds) {
     this.#obj = obj;
     this.#progFds = progFds;
+    this.#lookupProgram = lookupProgram;
     this.#maps = maps;
   }
 
@@ -109,10 +121,13 @@ export class CaptureProgram {
       if (fd < 0) throw new DatapathError('DATAPATH_LOAD', `map ${name} not found in ${path}`, fd);
       return fd;
     };
+    prog(LOOKUP_PROGRAM);
     return new CaptureProgram(
       obj,
       { pod: prog(PROGRAMS.pod), uplink: prog(PROGRAMS.uplink) },
+      bpf.findProgram(obj, LOOKUP_PROGRAM),
       {
+        listeners: map('ztunnel_listeners'),
         config: map('ztunnel_config'),
         workloads: map('ztunnel_workloads'),
         nodeIps: map('ztunnel_node_ips'),
@@ -171,6 +186,28 @@ export class CaptureProgram {
     this.#update(this.#maps.podIfaces, u32(ifindex), ipKey(ip), 'ztunnel_pod_ifaces');
   }
 
+  /** Puts one of the daemon's transparent listeners (a socket fd of this process) where capture_lookup finds it. */
+  setListener(kind: ListenerKind, slot: number, fd: number): void {
+    if (slot < 0 || slot >= LISTENER_SLOTS) throw new DatapathError('DATAPATH_MAP', `listener slot ${slot} is out of range (0..${LISTENER_SLOTS - 1})`);
+    const value = Buffer.alloc(8);
+    value.writeBigUInt64LE(BigInt(fd), 0);
+    this.#update(this.#maps.listeners, u32(LISTENER_KINDS[kind] * LISTENER_SLOTS + slot), value, 'ztunnel_listeners');
+  }
+
+  /** Attaches capture_lookup to this network namespace's listener lookups (detached when this process exits). */
+  attachLookup(): void {
+    if (this.#lookupLink !== undefined) return;
+    const netns = openSync('/proc/self/ns/net', 'r');
+    try {
+      const link = bpf.attachNetns(this.#lookupProgram, netns);
+      const err = Number(bpf.getError(link));
+      if (link === null || err !== 0) throw new DatapathError('DATAPATH_ATTACH', `bpf_program__attach_netns (${LOOKUP_PROGRAM})`, err || -errno());
+      this.#lookupLink = link;
+    } finally {
+      closeSync(netns);
+    }
+  }
+
   /** Attaches to tc ingress of an interface of the current network namespace (replacing ours). */
   attach(ifname: string, kind: HookKind): void {
     const ifindex = c.ifNameToIndex(ifname) as number;
@@ -199,17 +236,24 @@ export class CaptureProgram {
     return [...this.#attached.keys()];
   }
 
-  /** Closes the object without touching the hooks (a successor's program is on them). */
+  /** Closes the object without touching the hooks (a successor's program is on them; its lookup is attached too). */
   release(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#attached.clear();
+    this.#detachLookup();
     bpf.objectClose(this.#obj);
+  }
+
+  #detachLookup(): void {
+    if (this.#lookupLink !== undefined) bpf.linkDestroy(this.#lookupLink);
+    this.#lookupLink = undefined;
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#detachLookup();
     for (const ifname of [...this.#attached.keys()]) this.detach(ifname);
     bpf.objectClose(this.#obj);
   }

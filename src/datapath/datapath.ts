@@ -2,7 +2,7 @@
 // veth, and the map of captured local pods, so a namespace label flip takes effect with no pod restart.
 import type { Logger } from 'pino';
 import type { State } from '../model/state.js';
-import { CaptureProgram, DEFAULT_OBJECT, WORKLOAD_CAPTURED, type StatName } from './capture-program.js';
+import { CaptureProgram, DEFAULT_OBJECT, WORKLOAD_CAPTURED, type ListenerKind, type StatName } from './capture-program.js';
 import { ASSIGN_MARK, NodeConfig, interfaceFor } from './node-config.js';
 import { DAEMON_MARK } from './transparent-sockets.js';
 
@@ -26,6 +26,8 @@ export class EbpfDatapath {
   #attached = false;
   #captured = new Set<string>();
   readonly #podInterfaces = new Map<string, string>();
+  /** The data path's transparent listeners by slot (a worker each), for the sk_lookup program. */
+  readonly #listeners = new Map<number, readonly { kind: ListenerKind; fd: number }[]>();
 
   constructor(opts: EbpfDatapathOptions) {
     this.#opts = opts;
@@ -38,7 +40,18 @@ export class EbpfDatapath {
     this.#program = program;
     program.configure({ outboundPort: OUTBOUND_PORT, inboundPlainPort: INBOUND_PLAIN_PORT, hbonePort, daemonMark: DAEMON_MARK, assignMark: ASSIGN_MARK });
     this.#nodeConfig.apply();
+    for (const [slot, list] of this.#listeners) this.#writeListeners(program, slot, list);
     this.sync();
+  }
+
+  /** A data path's listeners came up (again): slot is its worker (0 without workers). */
+  setListeners(slot: number, list: readonly { kind: ListenerKind; fd: number }[]): void {
+    this.#listeners.set(slot, list);
+    if (this.#program !== undefined) this.#writeListeners(this.#program, slot, list);
+  }
+
+  #writeListeners(program: CaptureProgram, slot: number, list: readonly { kind: ListenerKind; fd: number }[]): void {
+    for (const l of list) program.setListener(l.kind, slot, l.fd);
   }
 
   /**
@@ -48,6 +61,8 @@ export class EbpfDatapath {
   attach(): void {
     const { logger, uplinks } = this.#opts;
     this.#attached = true;
+    // Listener lookups first: from the moment the hooks are ours, a SYN that meets our TIME_WAIT finds a listener.
+    this.#program?.attachLookup();
     this.sync();
     for (const uplink of uplinks) this.#program?.attach(uplink, 'uplink');
     logger.info({ uplinks, pods: this.#podInterfaces.size, captured: this.#captured.size }, 'ebpf capture attached');

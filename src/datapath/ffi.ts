@@ -20,6 +20,8 @@ export const bpf = {
   tcHookDestroy: libbpf.func('int bpf_tc_hook_destroy(void *hook)'),
   tcAttach: libbpf.func('int bpf_tc_attach(void *hook, void *opts)'),
   tcDetach: libbpf.func('int bpf_tc_detach(void *hook, void *opts)'),
+  attachNetns: libbpf.func('void *bpf_program__attach_netns(void *prog, int netns_fd)'),
+  linkDestroy: libbpf.func('int bpf_link__destroy(void *link)'),
   numPossibleCpus: libbpf.func('int libbpf_num_possible_cpus()'),
   getError: libbpf.func('long libbpf_get_error(void *ptr)'),
   setPrint: libbpf.func('void *libbpf_set_print(void *fn)'),

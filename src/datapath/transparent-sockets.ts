@@ -60,6 +60,13 @@ function bindFd(fd: number, ip: string, port: number, what: string): void {
   }
 }
 
+const listenerFds = new WeakMap<net.Server, number>();
+
+/** The descriptor of a transparent listener this process made (for the eBPF sk_lookup map). */
+export function listenerFd(server: net.Server): number | undefined {
+  return listenerFds.get(server);
+}
+
 export class TransparentSocketFactory implements SocketFactory {
   async listen(opts: ListenOptions, onConnection: (socket: net.Socket) => void): Promise<net.Server> {
     const what = `listener ${opts.host}:${opts.port}`;
@@ -77,6 +84,7 @@ export class TransparentSocketFactory implements SocketFactory {
       throw new DatapathError('DATAPATH_SOCKET', `${what}: listen`, e);
     }
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: opts.pauseOnConnect ?? false, noDelay: true });
+    listenerFds.set(server, fd);
     server.on('connection', onConnection);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

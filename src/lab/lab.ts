@@ -219,15 +219,15 @@ export async function labDown(): Promise<void> {
   rmSync(LAB_DIR, { recursive: true, force: true });
 }
 
-/** Starts a node's daemon again (after it was killed), and waits until it is ready. */
-export async function labRestartNode(name: string): Promise<void> {
+/** Starts a node's daemon again (after it was killed), with other flags if given, and waits until it is ready. */
+export async function labRestartNode(name: string, args?: string[]): Promise<void> {
   const state = readLabState();
   const node = state?.nodes.find((n) => n.name === name);
   if (state === undefined || node === undefined) throw new LabError(`no node ${name} in the lab`);
   if (alive(node.pid)) throw new LabError(`node ${name}'s daemon (pid ${node.pid}) is still running`);
   const offset = existsSync(node.log) ? readFileSync(node.log, 'utf8').length : 0;
-  const pid = spawnIn(node.netns, node.args, node.log);
-  writeFileSync(statePath(), JSON.stringify({ ...state, nodes: state.nodes.map((n) => (n === node ? { ...n, pid } : n)) }));
+  const pid = spawnIn(node.netns, args ?? node.args, node.log);
+  writeFileSync(statePath(), JSON.stringify({ ...state, nodes: state.nodes.map((n) => (n === node ? { ...n, pid, args: args ?? n.args } : n)) }));
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (!readFileSync(node.log, 'utf8').slice(offset).includes('"msg":"ztunnel-ts ready"')) {
     if (!alive(pid) || Date.now() > deadline) throw new LabError(`node ${name} did not become ready again:\n${tail(node.log)}`);

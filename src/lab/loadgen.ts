@@ -29,8 +29,11 @@ if (mode === 'serve') {
         pending += c.toString('latin1');
         let end: number;
         while ((end = pending.indexOf('\r\n\r\n')) >= 0) {
+          // A client that asked to close (fortio -keepalive=false) gets its answer, then the FIN.
+          const close = /\r\nconnection:\s*close/i.test(pending.slice(0, end));
           pending = pending.slice(end + 4);
           s.write(response);
+          if (close) s.end();
         }
       });
     })

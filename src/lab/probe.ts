@@ -6,6 +6,8 @@
 //   connrate IP PORT COUNT CONC  COUNT connections (CONC at once), each 64 bytes echoed; latency percentiles
 //   pingpong IP PORT COUNT     COUNT 64-byte round trips on one connection; latency percentiles
 //   whoami IP PORT [TIMEOUT_MS] prints the address the server saw us as, and which server answered
+//   reuse-port IP PORT LOCAL_PORT COUNT  COUNT whoami connections one after another, all from LOCAL_PORT
+//                              (the server closes first, so each reuses the tuple of a closed one)
 //   http-serve NAME [PORT]     HTTP on PORT (9080) answering {name, method, path, peer, xff}
 //   http-load IP PORT COUNT [METHOD] [PATH] [fresh] [trace [SECONDS]] COUNT requests, keep-alive unless fresh
 //                              (a connection each); counts of statuses and of who answered; with trace also each
@@ -71,6 +73,31 @@ if (mode === 'serve') {
     const seen = JSON.parse(text) as { peer: string; self: string };
     process.stdout.write(`${JSON.stringify({ ok: true, seenAs: seen.peer, answeredBy: seen.self })}\n`);
   });
+} else if (mode === 'reuse-port') {
+  const [ip, port, localPort, countText] = args;
+  const one = (): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const t0 = Date.now();
+      const s = net.connect({ host: ip ?? '', port: Number(port), localPort: Number(localPort) });
+      s.setTimeout(10_000, () => s.destroy(new Error('timeout')));
+      s.on('error', reject);
+      s.resume();
+      s.on('end', () => {
+        s.end();
+        resolve(Date.now() - t0);
+      });
+    });
+  (async () => {
+    const ms: number[] = [];
+    for (let i = 0; i < Number(countText ?? 3); i++) {
+      ms.push(await one());
+      await new Promise((r) => setTimeout(r, 50)); // let the close finish: the next one reuses the tuple
+    }
+    return ms;
+  })().then(
+    (ms) => process.stdout.write(`${JSON.stringify({ ok: true, ms })}\n`),
+    (e: Error) => fail(e.message),
+  );
 } else if (mode === 'hold') {
   const [ip, port, seconds] = args;
   const s = net.connect({ host: ip ?? '', port: Number(port), allowHalfOpen: true });
@@ -200,5 +227,5 @@ if (mode === 'serve') {
     (e: Error) => fail(e.message),
   );
 } else {
-  fail('usage: probe serve | send IP PORT BYTES [RATE] | hold IP PORT SECONDS | connrate IP PORT COUNT CONC | pingpong IP PORT COUNT | whoami IP PORT [TIMEOUT_MS] | http-serve NAME [PORT] | http-load IP PORT COUNT [METHOD] [PATH] [fresh] [trace [SECONDS]]');
+  fail('usage: probe serve | send IP PORT BYTES [RATE] | hold IP PORT SECONDS | connrate IP PORT COUNT CONC | pingpong IP PORT COUNT | whoami IP PORT [TIMEOUT_MS] | reuse-port IP PORT LOCAL_PORT COUNT | http-serve NAME [PORT] | http-load IP PORT COUNT [METHOD] [PATH] [fresh] [trace [SECONDS]]');
 }

@@ -1,7 +1,7 @@
 // What the daemon's control plane and its worker threads say to each other (structured clone).
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { Config } from '../config/config.js';
-import type { DataplaneStats } from '../dataplane.js';
+import type { CaptureListener, DataplaneStats } from '../dataplane.js';
 import type { Svid } from '../identity/svid.js';
 import type { Snapshot } from '../model/types.js';
 import type { FlowEvent } from '../telemetry/flows.js';
@@ -28,7 +28,7 @@ export type ToWorker =
   | { readonly type: 'drain'; readonly deadlineMs: number };
 
 export type FromWorker =
-  | { readonly type: 'listening'; readonly socks?: { address: string; port: number } }
+  | { readonly type: 'listening'; readonly listeners: readonly CaptureListener[]; readonly socks?: { address: string; port: number } }
   | { readonly type: 'svid-request'; readonly id: number; readonly identity: string }
   | { readonly type: 'stats'; readonly id: number; readonly stats: DataplaneStats; readonly metrics: MetricObjectWithValues<MetricValue<string>>[] }
   | { readonly type: 'flow'; readonly event: FlowEvent }

@@ -121,9 +121,9 @@ port.on('message', (m: ToWorker) => {
 // Serve only what the control plane knows: the first State before any listener.
 await stateArrived;
 try {
-  await dp.listenCapture();
+  const listeners = await dp.listenCapture();
   const socks = await dp.listenSocks(data.takeover);
-  post({ type: 'listening', ...(socks === undefined ? {} : { socks: { address: socks.address, port: socks.port } }) });
+  post({ type: 'listening', listeners, ...(socks === undefined ? {} : { socks: { address: socks.address, port: socks.port } }) });
   root.info({ socks: socks === undefined ? null : `${socks.address}:${socks.port}` }, 'worker listening');
 } catch (err) {
   post({ type: 'failed', error: (err as Error).message });

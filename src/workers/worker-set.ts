@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { Config } from '../config/config.js';
-import type { DataplaneStats } from '../dataplane.js';
+import type { CaptureListener, DataplaneStats } from '../dataplane.js';
 import type { CertManager } from '../identity/cert-manager.js';
 import type { State } from '../model/state.js';
 import type { FlowBus } from '../telemetry/flows.js';
@@ -28,6 +28,8 @@ export interface WorkerSetOptions {
   readonly flows: FlowBus;
   readonly logger: Logger;
   readonly logLevel: () => string;
+  /** A worker's transparent listeners are up (again), with their descriptors. */
+  readonly onListening?: (worker: number, listeners: readonly CaptureListener[]) => void;
 }
 
 interface Slot {
@@ -113,6 +115,7 @@ export class WorkerSet {
     switch (m.type) {
       case 'listening':
         slot.listening = true;
+        this.#o.onListening?.(slot.id, m.listeners);
         this.#listeners.get(slot.id)?.();
         return;
       case 'svid-request':

@@ -157,6 +157,19 @@ t.test('eBPF capture in a two-node lab', { skip: labSkipReason ?? false }, async
     t.equal(line?.['dst.hbone_addr'], undefined, 'not HBONE');
   });
 
+  t.test('regression: a server that closes first, then a client reusing its port, is not held up by the daemon\'s TIME_WAIT', async (t) => {
+    // The daemon closes the pod-facing side first and keeps its TIME_WAIT; the client pod has none and may
+    // reuse the port at once. Its SYN then goes to the kernel, which retires the TIME_WAIT socket and asks
+    // the sk_lookup program for a listener (it used to wait for SYN retransmits, 1 s and 3 s, then fail).
+    const handoffs = (): number => Number(/ztunnel_ebpf_capture_packets_total\{action="time_wait_handoff"\} (\d+)/.exec(metricsIn('ztl-node-1'))?.[1] ?? NaN);
+    const before = handoffs();
+    const retransmits = synRetransmits('shop/client');
+    t.match(probe('shop/client', 'reuse-port', CART_REMOTE, '9000', '45678', '5'), { ok: true }, 'five connections from one port, one after another');
+    t.equal(synRetransmits('shop/client') - retransmits, 0, 'none had to retransmit its SYN');
+    t.ok(handoffs() - before >= 4, `each reuse met the TIME_WAIT and was handed to the kernel (${handoffs() - before})`);
+    t.match(probe('shop/client', 'reuse-port', CART_LOCAL, '9000', '45679', '3'), { ok: true }, 'the same to a pod on this node');
+  });
+
   t.test('flipping the namespace label turns capture off and on, without restarting pods', async (t) => {
     const original = readFileSync(state.manifests, 'utf8');
     // Leave daemon sockets in TIME_WAIT on every tuple the client pod will then use directly: a port range

@@ -1,0 +1,57 @@
+// What the lab benchmarks share: fortio (pinned, built from its Go module), commands in pods, process CPU.
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { findPod } from '../src/lab/lab.js';
+
+export const log = (s: string): void => void process.stdout.write(`${s}\n`);
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+/** A command in a pod's network namespace; throws with its output when it fails. */
+export function inPod(pod: string, cmd: string, args: string[], timeoutMs: number): string {
+  const r = spawnSync('nsenter', [`--net=/run/netns/${findPod(pod).netns}`, cmd, ...args], { encoding: 'utf8', timeout: timeoutMs });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} in ${pod}: ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+export function background(pod: string, cmd: string, args: string[]): void {
+  spawn('nsenter', [`--net=/run/netns/${findPod(pod).netns}`, cmd, ...args], { stdio: 'ignore', detached: true }).unref();
+}
+
+/** utime + stime of a process (all its threads), in seconds. */
+export function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100; // clock ticks of 1/100 s
+}
+
+const GO_TOOL = fileURLToPath(new URL('../../scripts/go-tool.sh', import.meta.url));
+
+/** fortio from PATH, or built once from its pinned Go module (scripts/go-tool.sh); undefined without Go. */
+let fortioPath: string | undefined | null = null;
+export function fortio(): string | undefined {
+  if (fortioPath !== null) return fortioPath;
+  if (spawnSync('fortio', ['version']).status === 0) return (fortioPath = 'fortio');
+  const built = spawnSync('bash', [GO_TOOL, 'fortio'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  fortioPath = built.status === 0 ? built.stdout.trim() : undefined;
+  return fortioPath;
+}
+
+export interface FortioResult {
+  readonly achievedQps: number;
+  readonly requests: number;
+  /** Requests that did not get a 200 (socket errors included). */
+  readonly errors: number;
+  readonly p50: number;
+  readonly p99: number;
+}
+
+/** fortio HTTP load from a pod; qps 0 is as fast as it goes; keepalive false opens a connection per request. */
+export function fortioLoad(pod: string, url: string, o: { qps: number; conns: number; seconds: number; keepalive?: boolean }): FortioResult {
+  const bin = fortio();
+  if (bin === undefined) throw new Error('fortio is not available: it needs Go (scripts/go-tool.sh fortio)');
+  const args = ['load', '-qps', String(o.qps), '-c', String(o.conns), '-t', `${o.seconds}s`, '-json', '-', '-r', '0.00001', ...(o.qps > 0 ? ['-uniform'] : []), ...(o.keepalive === false ? ['-keepalive=false'] : []), url];
+  const j = JSON.parse(inPod(pod, bin, args, (o.seconds + 60) * 1000)) as { ActualQPS: number; DurationHistogram: { Count: number; Percentiles: { Percentile: number; Value: number }[] }; RetCodes: Record<string, number> };
+  const pct = (p: number): number => (j.DurationHistogram.Percentiles.find((x) => x.Percentile === p)?.Value ?? NaN) * 1000;
+  return { achievedQps: j.ActualQPS, requests: j.DurationHistogram.Count, errors: j.DurationHistogram.Count - (j.RetCodes['200'] ?? 0), p50: pct(50), p99: pct(99) };
+}
