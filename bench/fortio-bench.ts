@@ -14,7 +14,7 @@ import { probeInPod, startProbeServers } from '../src/lab/probe-runner.js';
 import { latencyChart } from './chart.js';
 import { startSidecars } from './sidecar.js';
 import { clientReusesTimeWait } from './lab-client.js';
-import { background, cpuSeconds, fortio, inPod, log, median, sleep } from './lab-load.js';
+import { background, cpuSeconds, fortio, inPod, log, median, runLabBench, sleep } from './lab-load.js';
 
 const MANIFESTS = fileURLToPath(new URL('../../manifests/examples/demo/cluster.yaml', import.meta.url));
 const LOADGEN = fileURLToPath(new URL('../src/lab/loadgen.js', import.meta.url));
@@ -224,13 +224,12 @@ async function main(): Promise<void> {
       join(dir, 'fortio.svg'),
       latencyChart(`Latency at ${qps} qps, ${conns} connections (ms)`, ['p50', 'p90', 'p99', 'p99.9'], MODES.map((m) => ({ name: m, values: [summary[m].p50, summary[m].p90, summary[m].p99, summary[m].p999] }))),
     );
-    log(`\n${md}\nwritten to ${dir}`);
+    log(`
+${md}
+written to ${dir}`);
   } finally {
     await labDown();
   }
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
-  void labDown().finally(() => process.exit(1));
-});
+runLabBench(main);

@@ -2,7 +2,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { findPod } from '../src/lab/lab.js';
+import { findPod, labDown } from '../src/lab/lab.js';
 
 export const log = (s: string): void => void process.stdout.write(`${s}\n`);
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -54,4 +54,14 @@ export function fortioLoad(pod: string, url: string, o: { qps: number; conns: nu
   const j = JSON.parse(inPod(pod, bin, args, (o.seconds + 60) * 1000)) as { ActualQPS: number; DurationHistogram: { Count: number; Percentiles: { Percentile: number; Value: number }[] }; RetCodes: Record<string, number> };
   const pct = (p: number): number => (j.DurationHistogram.Percentiles.find((x) => x.Percentile === p)?.Value ?? NaN) * 1000;
   return { achievedQps: j.ActualQPS, requests: j.DurationHistogram.Count, errors: j.DurationHistogram.Count - (j.RetCodes['200'] ?? 0), p50: pct(50), p99: pct(99) };
+}
+
+/** Runs a lab benchmark: the lab comes down after it, also when it fails (then exit 1). */
+export function runLabBench(main: () => Promise<void>): void {
+  main()
+    .catch((err: unknown) => {
+      process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    })
+    .finally(() => void labDown());
 }

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { findPod, labDown, labNetns, labUp, readLabState } from '../src/lab/lab.js';
 import { PROBE, startProbeServers } from '../src/lab/probe-runner.js';
 import { clientReusesTimeWait } from './lab-client.js';
-import { background, fortio, fortioLoad, log, sleep } from './lab-load.js';
+import { background, fortio, fortioLoad, log, runLabBench, sleep } from './lab-load.js';
 
 const MANIFESTS = fileURLToPath(new URL('../../manifests/examples/demo/cluster.yaml', import.meta.url));
 const LOADGEN = fileURLToPath(new URL('../src/lab/loadgen.js', import.meta.url));
@@ -105,13 +105,12 @@ async function main(): Promise<void> {
       '',
     ].join('\n');
     writeFileSync(join(dir, 'upgrade.md'), md);
-    log(`\n${md}\nwritten to ${dir}`);
+    log(`
+${md}
+written to ${dir}`);
   } finally {
     await labDown();
   }
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
-  void labDown().finally(() => process.exit(1));
-});
+runLabBench(main);

@@ -10,6 +10,7 @@ import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
+import { runLabBench } from './lab-load.js';
 import { findPod, labDown, labNetns, labUp, readLabState } from '../src/lab/lab.js';
 
 const MANIFESTS = fileURLToPath(new URL('../../manifests/examples/waypoint/bookinfo.yaml', import.meta.url));
@@ -105,13 +106,12 @@ async function main(): Promise<void> {
       '',
     ].join('\n');
     writeFileSync(join(dir, 'waypoint.md'), md);
-    log(`\n${md}\nwritten to ${dir}`);
+    log(`
+${md}
+written to ${dir}`);
   } finally {
     await labDown();
   }
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+runLabBench(main);

@@ -13,7 +13,7 @@ import { Command } from 'commander';
 import { labDown, labNetns, labRestartNode, labUp, readLabState } from '../src/lab/lab.js';
 import { alive } from '../src/lab/shell.js';
 import { clientReusesTimeWait } from './lab-client.js';
-import { background, cpuSeconds, fortio, fortioLoad, log, median, sleep } from './lab-load.js';
+import { background, cpuSeconds, fortio, fortioLoad, log, median, runLabBench, sleep } from './lab-load.js';
 
 const MANIFESTS = fileURLToPath(new URL('../../manifests/examples/demo/cluster.yaml', import.meta.url));
 const LOADGEN = fileURLToPath(new URL('../src/lab/loadgen.js', import.meta.url));
@@ -95,13 +95,12 @@ async function main(): Promise<void> {
       '',
     ].join('\n');
     writeFileSync(join(dir, 'workers.md'), md);
-    log(`\n${md}\nwritten to ${dir}`);
+    log(`
+${md}
+written to ${dir}`);
   } finally {
     await labDown();
   }
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
-  void labDown().finally(() => process.exit(1));
-});
+runLabBench(main);
