@@ -20,7 +20,7 @@ export function registerRun(program: Command): void {
     .option('--max-connections <n>', 'proxied connections open at once; more are refused (0: no limit)', '0')
     .option('--max-connections-per-source <n>', 'the same, per source pod IP (0: no limit)', '0')
     .option('--max-hbone-streams <n>', 'HBONE streams a peer may open on one connection', '200')
-    .option('--workers <n>', 'threads that run the data path: a number, or auto (max(2, CPUs/4), capped by the CPU limit; 1 without --capture ebpf)', 'auto')
+    .option('--workers <n>', 'threads that run the data path: a number, or auto (max(2, CPUs/4), leaving one CPU, within the CPU limit; 1 without --capture ebpf)', 'auto')
     .option('--takeover', "upgrade: take over from this node's running daemon (done anyway when one answers on --admin)")
     .action(async (flags: Record<string, unknown>) => {
       const config = configFromFlags(flags);

@@ -175,12 +175,14 @@ export interface Config extends SharedConfig {
 }
 
 /**
- * ztunnel's rule: max(2, a quarter of the CPUs), but never more than the CPU limit (cgroup cpu.max) or the
- * CPUs there are. Without eBPF capture there is one: only transparent listeners can be shared.
+ * ztunnel's rule, max(2, a quarter of the CPUs), leaving one CPU to the control plane and the workloads, and
+ * never more than the cgroup's CPU limit: a Node worker is a whole V8 isolate (~45 MB) with its own event
+ * loop, and on a 2-CPU node a second one only contends (bench/results/2026-12-01/workers.md: the same rate,
+ * 12% more CPU per connection). Without eBPF capture there is one: only transparent listeners are shared.
  */
 export function autoWorkers(capture: 'none' | 'ebpf', cpus = availableParallelism(), cpuLimit = cgroupCpuLimit()): number {
   if (capture !== 'ebpf') return 1;
-  return Math.max(1, Math.min(Math.max(2, Math.floor(cpus / 4)), cpus, cpuLimit ?? Infinity, 16));
+  return Math.max(1, Math.min(Math.max(2, Math.floor(cpus / 4)), cpus - 1, (cpuLimit ?? Infinity) - 1, 16));
 }
 
 /** CPUs the cgroup may use (cgroup v2 cpu.max "QUOTA PERIOD"), rounded up; undefined when unlimited. */

@@ -55,7 +55,13 @@ export function parseManifestText(file: string, text: string): SourcedObject[] {
       const where = pos === undefined ? `document ${index + 1}` : `line ${pos.line} column ${pos.col}`;
       throw new ManifestError('MANIFEST_YAML', file, `${where}: ${err.message.split('\n')[0] ?? ''}`);
     }
-    const raw: unknown = doc.toJS();
+    let raw: unknown;
+    try {
+      raw = doc.toJS();
+    } catch (e) {
+      // Parsed, but not convertible: an alias to no anchor, or more aliases than allowed (a YAML bomb).
+      throw new ManifestError('MANIFEST_YAML', file, `document ${index + 1}: ${(e as Error).message.split('\n')[0] ?? ''}`);
+    }
     if (raw === null || raw === undefined) return;
     const items = isList(raw) ? raw.items : [raw];
     items.forEach((item, i) => {

@@ -1,10 +1,10 @@
-// A daemon with worker threads (--workers 2, which auto gives on this 2-CPU machine): both carry traffic,
-// /metrics and config_dump are the whole daemon's, and a worker that dies costs only its own connections
-// and comes back. Needs root; skipped otherwise.
+// A daemon with worker threads (--workers 2): both carry traffic, /metrics and config_dump are the whole
+// daemon's, a worker that dies costs only its own connections and comes back, and an upgrade between two
+// such daemons refuses nothing. Needs root; skipped otherwise.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { readLabState, type LabState } from '../../src/lab/lab.js';
+import { labUpgradeNode, readLabState, type LabState } from '../../src/lab/lab.js';
 import { spawnProbe, probeInPod, startProbeServers } from '../../src/lab/probe-runner.js';
 import { exclusiveLab, labSkipReason, logLines, metricsIn, waitFor } from '../helpers/lab-test.js';
 
@@ -32,11 +32,10 @@ function connrate(count: number): Record<string, unknown> {
 }
 
 t.test('worker threads', { skip: labSkipReason ?? false }, async (t) => {
-  const state = await exclusiveLab(t, MANIFESTS);
-  t.ok(state.nodes.every((n) => !n.args.includes('--workers')), 'the lab runs the default, --workers auto');
+  const state = await exclusiveLab(t, MANIFESTS, { daemonArgs: ['--workers', '2'] });
   startProbeServers(['shop/cart-remote']);
   await new Promise((r) => setTimeout(r, 500));
-  t.match(admin('GET', '/config_dump').body, { workers: { count: 2, listening: 2 } }, 'auto: two workers on two CPUs, both listening');
+  t.match(admin('GET', '/config_dump').body, { workers: { count: 2, listening: 2 } }, 'two workers, both listening');
 
   t.test('both workers carry traffic; the metrics are the whole daemon\'s', async (t) => {
     const mark = node1Log(state).length;
@@ -74,5 +73,18 @@ t.test('worker threads', { skip: labSkipReason ?? false }, async (t) => {
     await waitFor('200 more', () => Object.values(byWorker(state, after)).reduce((a, b) => a + b, 0) >= 200);
     t.ok((byWorker(state, after)['0'] ?? 0) > 0, `the restarted worker carries traffic again (${JSON.stringify(byWorker(state, after))})`);
     t.equal(readLabState()?.nodes.find((n) => n.name === 'node-1')?.pid, state.nodes.find((n) => n.name === 'node-1')?.pid, 'the daemon itself never restarted');
+  });
+
+  t.test('an upgrade between daemons with workers refuses nothing', async (t) => {
+    const fresh = spawnProbe('shop/client', 'connrate', CART_REMOTE, '8080', '2000', '4');
+    let out = '';
+    fresh.stdout?.on('data', (c: Buffer) => (out += String(c)));
+    const done = new Promise<void>((r) => fresh.once('exit', () => r()));
+    await new Promise((r) => setTimeout(r, 200));
+    const upgraded = await labUpgradeNode('node-1');
+    await done;
+    t.match(JSON.parse(out.trim().split('\n').at(-1) ?? '{}'), { ok: true, count: 2000 }, `2000 new connections across the upgrade, none refused (new daemon serving after ${upgraded.readyMs} ms)`);
+    await upgraded.oldExited;
+    t.match(admin('GET', '/config_dump').body, { workers: { count: 2, listening: 2 } }, "the new daemon's two workers listen");
   });
 });

@@ -63,6 +63,10 @@ t.test('bad input names the file, the object and the field', async (t) => {
       /bad\.yaml: HTTPRoute app\/r \(document 1\): spec\.rules\[0\]: Unrecognized key: "matchs"/,
     ],
     ['apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: { name: w, namespace: app }\nspec: {}\n', /bad\.yaml: Gateway app\/w \(document 1\): spec\.gatewayClassName: /],
+    // Found by the property test: an alias to no anchor used to escape as a bare ReferenceError.
+    ['kind: Pod\nmetadata: *missing\n', /bad\.yaml: document 1: Unresolved alias/],
+    // A YAML bomb: more aliases than the parser allows.
+    [`a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [${Array(10).fill('*a').join(', ')}]\nc: &c [${Array(10).fill('*b').join(', ')}]\nd: [${Array(10).fill('*c').join(', ')}]\n`, /bad\.yaml: document 1: /],
   ];
   for (const [text, re] of cases) {
     const err = t.throws(() => parseManifestText('bad.yaml', text)) as unknown;
