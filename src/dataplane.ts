@@ -152,7 +152,7 @@ export class Dataplane {
 
   /** After a State change: re-check open connections; without eBPF, serve HBONE on each local captured pod's IP. */
   onStateChange(localCapturedIps: ReadonlySet<string>): void {
-    // The policy engine listens first (it was created before this listener), so this sees new policies.
+    // The policy engine translates a new snapshot's policies on first use, whichever listener runs first.
     this.inbound.reauthorize();
     if (this.#config.capture !== 'ebpf') this.#reconciling = this.#reconciling.then(() => this.#reconcileHboneListeners(localCapturedIps));
   }

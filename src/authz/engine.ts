@@ -21,17 +21,33 @@ export class PolicyEngine implements Authorizer {
   readonly #problems: PolicyProblemLog;
   #translated: TranslatedPolicy[] = [];
   #enforced: Authorization[] = [];
+  /** The policies last translated: a new State snapshot's are translated on first use, so nothing depends on
+   * whether this engine heard of the change before the code that asks it (re-authorization on change). */
+  #from: readonly StoredPolicy[] | undefined;
+  readonly #onChange = (): void => this.#current();
 
   constructor(opts: PolicyEngineOptions) {
     this.#state = opts.state;
     this.#root = opts.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
     this.#problems = new PolicyProblemLog(opts.logger);
-    this.#load(this.#state.policies);
-    this.#state.on('change', (s) => this.#load(s.policies));
+    this.#current();
+    // Eager too, so that a bad policy is logged when it arrives, not at the next connection.
+    this.#state.on('change', this.#onChange);
+  }
+
+  /** Stops following the State. */
+  close(): void {
+    this.#state.off('change', this.#onChange);
   }
 
   get policies(): readonly TranslatedPolicy[] {
+    this.#current();
     return this.#translated;
+  }
+
+  #current(): void {
+    const stored = this.#state.policies;
+    if (stored !== this.#from) this.#load(stored);
   }
 
   authorize(req: AuthzRequest): AuthzDecision {
@@ -39,6 +55,7 @@ export class PolicyEngine implements Authorizer {
   }
 
   decide(req: AuthzRequest): Decision {
+    this.#current();
     return evaluate(applicablePolicies(this.#enforced, req.dstWorkload, this.#root), {
       srcIp: req.src.ip,
       srcIdentity: req.srcIdentity,
@@ -57,6 +74,7 @@ export class PolicyEngine implements Authorizer {
   }
 
   #load(stored: readonly StoredPolicy[]): void {
+    this.#from = stored;
     this.#translated = stored.map((p) => translatePolicy(p, this.#root));
     this.#enforced = this.#translated.flatMap((t) => (t.authorization === undefined ? [] : [t.authorization]));
     this.#problems.report(stored, this.#translated);

@@ -18,22 +18,38 @@ export class WaypointPolicies {
   readonly #waypoint: Pick<Waypoint, 'name' | 'namespace'>;
   readonly #problems: PolicyProblemLog;
   #translated: TranslatedPolicy[] = [];
+  /** As PolicyEngine: translated again on first use after a State change, whoever hears of it first. */
+  #from: unknown;
+  readonly #onChange = (): void => this.#current();
 
   constructor(opts: { state: State; rootNamespace: string; waypoint: Pick<Waypoint, 'name' | 'namespace'>; logger?: Logger }) {
     this.#state = opts.state;
     this.#root = opts.rootNamespace;
     this.#waypoint = opts.waypoint;
     this.#problems = new PolicyProblemLog(opts.logger);
-    this.#load();
-    this.#state.on('change', () => this.#load());
+    this.#current();
+    this.#state.on('change', this.#onChange);
+  }
+
+  close(): void {
+    this.#state.off('change', this.#onChange);
+  }
+
+  #current(): void {
+    if (this.#state.policies !== this.#from) {
+      this.#from = this.#state.policies;
+      this.#load();
+    }
   }
 
   get policies(): readonly TranslatedPolicy[] {
+    this.#current();
     return this.#translated;
   }
 
   /** The policies for traffic to service (undefined: addressed to a workload). */
   applicable(service: Service | undefined): Authorization[] {
+    this.#current();
     return this.#translated.flatMap((t) => {
       const a = t.authorization;
       if (a === undefined || a.scope.kind !== 'targets') return [];

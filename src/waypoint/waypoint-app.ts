@@ -182,7 +182,7 @@ export class WaypointApp {
 
   /** Route problems (bad patterns, unsupported filters) are logged once per route version. */
   #onStateChange(): void {
-    // WaypointPolicies listens first (it was created before this listener), so this sees new policies.
+    // WaypointPolicies translates a new snapshot's policies on first use, whichever listener runs first.
     this.proxy.reauthorize();
     this.#upstreams.retain((e) => {
       const now = this.state.workloadByIp(e.ip);

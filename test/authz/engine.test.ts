@@ -61,3 +61,19 @@ t.test('warnings are logged once per version of a policy', async (t) => {
   state.replace(state.snapshot);
   t.equal(count(), 2, 'and once only');
 });
+
+t.test('regression: a State listener registered before the engine already sees the new policies', async (t) => {
+  const state = new State();
+  const seen: boolean[] = [];
+  let engine: PolicyEngine | undefined;
+  // Registered first: it runs before the engine hears of the change (re-authorization used to rely on the reverse).
+  state.on('change', () => {
+    if (engine !== undefined) seen.push(decide(engine, state, CLIENT));
+  });
+  state.replace(translate(parseManifestText('m.yaml', meshManifests(plan)), { trustDomain: 'cluster.local' }));
+  engine = new PolicyEngine({ state });
+  t.equal(decide(engine, state, CLIENT), true, 'no policy: allowed');
+  state.replace(translate(parseManifestText('m.yaml', `${meshManifests(plan)}---\n${policy('deny', '  action: DENY\n  rules:\n  - from: [{ source: { principals: ["cluster.local/ns/app/sa/client"] } }]')}`), { trustDomain: 'cluster.local' }));
+  t.same(seen, [false], 'the earlier listener got the new DENY');
+  engine.close();
+});
