@@ -5,7 +5,7 @@
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
-import { logLevelSetter, startAdminServer, startMetricsServer, startReadinessServer, type MetricsText } from './admin/servers.js';
+import type { MetricsText } from './admin/servers.js';
 import { PolicyEngine } from './authz/engine.js';
 import type { Authorizer } from './authz/hook.js';
 import { ConfigError, type Config } from './config/config.js';
@@ -27,11 +27,11 @@ import type { OutboundProxy } from './proxy/outbound.js';
 import { PlainSocketFactory, type SocketFactory } from './proxy/sockets.js';
 import type { KubeSource } from './sources/kube.js';
 import { ManifestSource } from './sources/manifests.js';
-import { askToDrain, findPredecessor, listenOnceFree } from './takeover.js';
+import { DaemonShell } from './daemon-shell.js';
+import { askToDrain, findPredecessor } from './takeover.js';
 import { FlowBus } from './telemetry/flows.js';
 import { Metrics } from './telemetry/metrics.js';
 import { WorkerSet } from './workers/worker-set.js';
-import type http from 'node:http';
 
 /** How long a new daemon may take to get every local workload's certificate before it takes over. */
 const TAKEOVER_READY_MS = 60_000;
@@ -52,17 +52,14 @@ export class App {
   readonly certs: CertManager;
   readonly metrics: Metrics;
   readonly flows = new FlowBus();
+  readonly #shell: DaemonShell;
   readonly #logger: Logger;
-  /** Every logger this daemon made, so POST /logging changes them all (pino children keep their level). */
-  readonly #loggers: Logger[] = [];
   readonly #deps: AppDeps;
   /** The data path in this thread (--workers 1), or the worker threads that run it. */
   readonly #dataplane: Dataplane | undefined;
   readonly #workers: WorkerSet | undefined;
   readonly #authorizer: Authorizer | undefined;
   #fdLimit: FdLimit | undefined;
-  readonly #httpServers: http.Server[] = [];
-  readonly #addresses: Record<'admin' | 'metrics' | 'readiness', AddressInfo | undefined> = { admin: undefined, metrics: undefined, readiness: undefined };
   #listening = false;
   readonly #source: ManifestSource | KubeSource;
   readonly #datapath: EbpfDatapath | undefined;
@@ -70,14 +67,10 @@ export class App {
 
   private constructor(config: Config, logger: Logger, certSource: CertificateSource, deps: AppDeps, kube: typeof KubeSource | undefined) {
     this.config = config;
+    this.#shell = new DaemonShell(logger);
     this.#logger = logger;
-    this.#loggers.push(logger);
     this.#deps = deps;
-    const child = (component: string): Logger => {
-      const l = logger.child({ component });
-      this.#loggers.push(l);
-      return l;
-    };
+    const child = (component: string): Logger => this.#shell.child(component);
     this.certs = new CertManager(certSource, child('certs'));
     this.metrics = new Metrics({
       pool: () => this.#dataplane?.pool.stats ?? { connections: 0, streams: 0 },
@@ -109,10 +102,7 @@ export class App {
       config.capture === 'ebpf'
         ? new EbpfDatapath({ state: this.state, nodeName: config.nodeName, uplinks: config.uplinks, hbonePort: config.hbonePort, logger: child('datapath') })
         : undefined;
-    this.#source =
-      config.kube !== undefined && kube !== undefined
-        ? new kube({ state: this.state, trustDomain: config.trustDomain, logger: child('kube'), kubeconfig: config.kube.kubeconfig })
-        : new ManifestSource({ path: config.manifests ?? '', state: this.state, trustDomain: config.trustDomain, logger: child('manifests') });
+    this.#source = this.#shell.source(config, this.state, kube);
   }
 
   static async start(config: Config, logger: Logger, deps: AppDeps = {}): Promise<App> {
@@ -204,30 +194,20 @@ export class App {
    */
   async #startHttp(afterTakeover = false): Promise<void> {
     const c = this.config;
-    const bind = <T>(what: string, listen: () => Promise<T>): Promise<T> => (afterTakeover ? listenOnceFree(what, listen) : listen());
-    const setLevel = logLevelSetter(this.#loggers, this.#logger);
-    const admin = await bind('admin', () =>
-      startAdminServer(c.adminAddress, {
+    await this.#shell.startHttp(
+      { admin: c.adminAddress, metrics: c.metricsAddress, readiness: c.readinessAddress },
+      {
         configDump: () => this.configDump(),
-        setLogLevel: (level) => {
-          const ok = setLevel(level);
-          if (ok) this.#workers?.setLogLevel(level);
-          return ok;
-        },
         quit: () => (this.#deps.onQuit ?? (() => void this.drain()))(),
         ...(c.capture === 'ebpf' ? { handOver: () => (this.#deps.onHandOver ?? (() => void this.drain(c.drainMs, { handOver: true })))() } : {}),
         ...(this.#workers === undefined ? {} : { killWorker: (n: number) => this.#workers?.kill(n) ?? false }),
         flows: this.flows,
-      }),
+        metrics: this.#metricsText(),
+        pending: () => this.pending(),
+        onLogLevel: (level) => this.#workers?.setLogLevel(level),
+      },
+      afterTakeover,
     );
-    this.#httpServers.push(admin.server);
-    const metrics = await bind('metrics', () => startMetricsServer(c.metricsAddress, this.#metricsText()));
-    this.#httpServers.push(metrics.server);
-    const readiness = await bind('readiness', () => startReadinessServer(c.readinessAddress, () => this.pending()));
-    this.#httpServers.push(readiness.server);
-    this.#addresses.admin = admin.address;
-    this.#addresses.metrics = metrics.address;
-    this.#addresses.readiness = readiness.address;
   }
 
   /** /metrics: this thread's registry, merged with the workers' (counters summed, one series per label set). */
@@ -254,8 +234,8 @@ export class App {
   }
 
   /** Where the admin, metrics and readiness servers listen (port 0 in tests resolves here). */
-  get addresses(): Readonly<Record<'admin' | 'metrics' | 'readiness', AddressInfo | undefined>> {
-    return this.#addresses;
+  get addresses(): Readonly<Partial<Record<'admin' | 'metrics' | 'readiness', AddressInfo>>> {
+    return this.#shell.addresses;
   }
 
   /** What readiness waits for: state loaded, listeners up (every worker's), a certificate for every local workload. */
@@ -352,21 +332,15 @@ export class App {
     // Listeners close first: with tcp_migrate_req their queued connections go to the successor's.
     this.#dataplane?.closeListeners();
     this.#workers?.closeListeners();
-    if (handOver) this.#closeHttp();
+    if (handOver) this.#shell.closeHttp();
     await this.#source.close();
     if (handOver) this.#datapath?.handOver();
     const cuts = await Promise.all([this.#dataplane?.drain(deadlineMs) ?? 0, this.#workers?.drain(deadlineMs) ?? 0]);
+    if (this.#authorizer instanceof PolicyEngine) this.#authorizer.close();
     this.certs.close();
     // Hooks go last: established captured flows need them until they are cut.
     if (!handOver) this.#datapath?.stop();
-    this.#closeHttp();
+    this.#shell.closeHttp();
     this.#logger.info({ cutConnections: cuts[0] + cuts[1] }, 'drained');
-  }
-
-  #closeHttp(): void {
-    for (const s of this.#httpServers) {
-      s.close();
-      s.closeAllConnections();
-    }
   }
 }

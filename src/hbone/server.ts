@@ -76,10 +76,11 @@ export class HboneServer {
   /** Accepted connections whose TLS handshake has not finished, by 4-tuple (raw and TLS sockets share it). */
   readonly #handshaking = new Map<string, NodeJS.Timeout>();
   #closing = false;
+  readonly #onCertificate = (svid: Svid): void => this.#servers.get(svid.identity)?.setSecureContext(this.#tlsOptions(svid));
 
   constructor(opts: HboneServerOptions) {
     this.#opts = opts;
-    opts.certs.on('updated', (svid) => this.#servers.get(svid.identity)?.setSecureContext(this.#tlsOptions(svid)));
+    opts.certs.on('updated', this.#onCertificate);
   }
 
   get sessionCount(): number {
@@ -217,6 +218,7 @@ export class HboneServer {
 
   destroy(): void {
     this.#closing = true;
+    this.#opts.certs.off('updated', this.#onCertificate);
     for (const s of this.#sessions) s.destroy();
     for (const sock of this.#sockets) sock.destroy();
     for (const server of this.#servers.values()) server.close();

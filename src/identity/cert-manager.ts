@@ -24,6 +24,7 @@ export interface Certificates {
   get(identity: string): Promise<Svid>;
   peek(identity: string): Svid | undefined;
   on(event: 'updated', listener: (svid: Svid) => void): unknown;
+  off(event: 'updated', listener: (svid: Svid) => void): unknown;
 }
 
 export class CertManager extends EventEmitter<CertManagerEvents> {

@@ -2,9 +2,8 @@
 // that SVID, the L7 proxy, HBONE client pool for endpoints, metrics and readiness.
 import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import type http from 'node:http';
 import type { Logger } from 'pino';
-import { logLevelSetter, startAdminServer, startMetricsServer, startReadinessServer } from '../admin/servers.js';
+import { DaemonShell } from '../daemon-shell.js';
 import type { WaypointConfig } from '../config/waypoint-config.js';
 import { DEFAULT_TIMEOUTS, type HboneTimeouts } from '../hbone/constants.js';
 import { EndpointPicker } from '../proxy/endpoint-picker.js';
@@ -16,7 +15,7 @@ import { identityToString } from '../model/identity.js';
 import { State } from '../model/state.js';
 import { PlainSocketFactory } from '../proxy/sockets.js';
 import type { KubeSource } from '../sources/kube.js';
-import { ManifestSource } from '../sources/manifests.js';
+import type { ManifestSource } from '../sources/manifests.js';
 import { FlowBus } from '../telemetry/flows.js';
 import { Metrics } from '../telemetry/metrics.js';
 import { WaypointPolicies } from './policies.js';
@@ -42,9 +41,8 @@ export class WaypointApp {
   readonly proxy: WaypointProxy;
   readonly flows = new FlowBus();
   readonly #policies: WaypointPolicies;
+  readonly #shell: DaemonShell;
   readonly #logger: Logger;
-  /** Every logger made here, so POST /logging changes them all. */
-  readonly #loggers: Logger[] = [];
   readonly #onQuit: (() => void) | undefined;
   readonly #pool: HbonePool;
   readonly #hbone: HboneServer;
@@ -52,7 +50,6 @@ export class WaypointApp {
   readonly #source: ManifestSource | KubeSource;
   readonly #sockets = new PlainSocketFactory();
   readonly #accepted = new Set<net.Socket>();
-  readonly #servers: (net.Server | http.Server)[] = [];
   readonly #reported = new Map<string, string>();
   #listener: net.Server | undefined;
   /** Connections to endpoints leave from the listen address when it is a specific one (its pod IP). */
@@ -61,19 +58,15 @@ export class WaypointApp {
     return host === '0.0.0.0' || host === '::' ? undefined : host;
   }
 
-  #addresses: { hbone?: AddressInfo; admin?: AddressInfo; metrics?: AddressInfo; readiness?: AddressInfo } = {};
+  #hboneAddress: AddressInfo | undefined;
 
   private constructor(config: WaypointConfig, logger: Logger, certs: CertManager, kube: typeof KubeSource | undefined, timeouts: HboneTimeouts, deps: WaypointDeps) {
     this.config = config;
+    this.#shell = new DaemonShell(logger);
     this.#logger = logger;
     this.#onQuit = deps.onQuit;
     const random = deps.random;
-    const child = (component: string): Logger => {
-      const l = logger.child({ component });
-      this.#loggers.push(l);
-      return l;
-    };
-    this.#loggers.push(logger);
+    const child = (component: string): Logger => this.#shell.child(component);
     this.identity = identityToString({ trustDomain: config.trustDomain, namespace: config.namespace, serviceAccount: config.serviceAccount });
     this.certs = certs;
     const uid = `${config.namespace}/${config.name}`;
@@ -102,11 +95,7 @@ export class WaypointApp {
       authorityIsAddressed: false,
       onRequest: (req) => this.proxy.handle(req),
     });
-    const sourceLogger = child(config.kube === undefined ? 'manifests' : 'kube');
-    this.#source =
-      config.kube !== undefined && kube !== undefined
-        ? new kube({ state: this.state, trustDomain: config.trustDomain, logger: sourceLogger, kubeconfig: config.kube.kubeconfig })
-        : new ManifestSource({ path: config.manifests ?? '', state: this.state, trustDomain: config.trustDomain, logger: sourceLogger });
+    this.#source = this.#shell.source(config, this.state, kube);
   }
 
   static async start(config: WaypointConfig, logger: Logger, deps: WaypointDeps = {}): Promise<WaypointApp> {
@@ -120,16 +109,10 @@ export class WaypointApp {
 
   async #start(): Promise<void> {
     const c = this.config;
-    const admin = await startAdminServer(c.adminAddress, {
-      configDump: () => this.configDump(),
-      setLogLevel: logLevelSetter(this.#loggers, this.#logger),
-      quit: () => (this.#onQuit ?? (() => void this.close()))(),
-      flows: this.flows,
-    });
-    const metrics = await startMetricsServer(c.metricsAddress, this.metrics);
-    const readiness = await startReadinessServer(c.readinessAddress, () => this.pending());
-    this.#servers.push(admin.server, metrics.server, readiness.server);
-    this.#addresses = { admin: admin.address, metrics: metrics.address, readiness: readiness.address };
+    await this.#shell.startHttp(
+      { admin: c.adminAddress, metrics: c.metricsAddress, readiness: c.readinessAddress },
+      { configDump: () => this.configDump(), quit: () => (this.#onQuit ?? (() => void this.close()))(), flows: this.flows, metrics: this.metrics, pending: () => this.pending() },
+    );
     this.state.on('change', () => this.#onStateChange());
     await this.#source.start();
     this.certs.track([this.identity]);
@@ -139,12 +122,12 @@ export class WaypointApp {
       s.once('close', () => this.#accepted.delete(s));
       void this.#hbone.accept(s);
     });
-    this.#addresses.hbone = this.#listener.address() as AddressInfo;
-    this.#logger.info({ waypoint: `${c.namespace}/${c.name}`, identity: this.identity, hbone: `${c.listen.host}:${this.#addresses.hbone.port}` }, 'waypoint ready');
+    this.#hboneAddress = this.#listener.address() as AddressInfo;
+    this.#logger.info({ waypoint: `${c.namespace}/${c.name}`, identity: this.identity, hbone: `${c.listen.host}:${this.#hboneAddress.port}` }, 'waypoint ready');
   }
 
   get addresses(): Readonly<{ hbone?: AddressInfo; admin?: AddressInfo; metrics?: AddressInfo; readiness?: AddressInfo }> {
-    return this.#addresses;
+    return { ...this.#shell.addresses, ...(this.#hboneAddress === undefined ? {} : { hbone: this.#hboneAddress }) };
   }
 
   /** What this waypoint serves and how: its services, their routes, its policies, its certificate. */
@@ -208,10 +191,8 @@ export class WaypointApp {
     this.#hbone.destroy();
     this.#upstreams.close();
     this.#pool.destroy();
+    this.#policies.close();
     this.certs.close();
-    for (const s of this.#servers) {
-      s.close();
-      if ('closeAllConnections' in s) s.closeAllConnections();
-    }
+    this.#shell.closeHttp();
   }
 }

@@ -9,7 +9,9 @@ import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { Config } from '../config/config.js';
 import type { CaptureListener, DataplaneStats } from '../dataplane.js';
 import type { CertManager } from '../identity/cert-manager.js';
+import type { Svid } from '../identity/svid.js';
 import type { State } from '../model/state.js';
+import type { Snapshot } from '../model/types.js';
 import type { FlowBus } from '../telemetry/flows.js';
 import { forgetWorkerConnections } from '../proxy/limits.js';
 import type { FromWorker, ToWorker, WorkerData } from './messages.js';
@@ -58,16 +60,26 @@ export class WorkerSet {
   /** The daemon-wide open-connection count the workers' limiters share. */
   readonly #sharedConnections: SharedArrayBuffer;
 
+  readonly #unsubscribe: () => void;
+
   constructor(o: WorkerSetOptions) {
     this.#o = o;
     this.#sharedConnections = new SharedArrayBuffer(4 * (1 + o.count));
-    o.state.on('change', (snapshot) => this.#broadcast({ type: 'state', snapshot }));
-    o.certs.on('updated', (svid) => this.#broadcast({ type: 'svid', svid }));
+    const onState = (snapshot: Snapshot): void => this.#broadcast({ type: 'state', snapshot });
+    const onSvid = (svid: Svid): void => this.#broadcast({ type: 'svid', svid });
     const watch = (): void => void setImmediate(() => this.#broadcast({ type: 'watch-flows', on: o.flows.watched }));
+    o.state.on('change', onState);
+    o.certs.on('updated', onSvid);
     // Followers come and go on the control plane's /flows: the workers build events only while there are some.
     const untyped = o.flows as unknown as EventEmitter;
     untyped.on('newListener', watch);
     untyped.on('removeListener', watch);
+    this.#unsubscribe = () => {
+      o.state.off('change', onState);
+      o.certs.off('updated', onSvid);
+      untyped.off('newListener', watch);
+      untyped.off('removeListener', watch);
+    };
   }
 
   get count(): number {
@@ -188,6 +200,7 @@ export class WorkerSet {
   /** Drains every worker (no more restarts); resolves with the connections cut at the deadline. */
   async drain(deadlineMs: number): Promise<number> {
     this.#closing = true;
+    this.#unsubscribe();
     const cuts = await Promise.all(
       this.#slots.map(
         (slot) =>
