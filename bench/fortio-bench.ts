@@ -224,9 +224,7 @@ async function main(): Promise<void> {
       join(dir, 'fortio.svg'),
       latencyChart(`Latency at ${qps} qps, ${conns} connections (ms)`, ['p50', 'p90', 'p99', 'p99.9'], MODES.map((m) => ({ name: m, values: [summary[m].p50, summary[m].p90, summary[m].p99, summary[m].p999] }))),
     );
-    log(`
-${md}
-written to ${dir}`);
+    log(`\n${md}\nwritten to ${dir}`);
   } finally {
     await labDown();
   }

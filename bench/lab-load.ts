@@ -1,6 +1,8 @@
 // What the lab benchmarks share: fortio (pinned, built from its Go module), commands in pods, process CPU.
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findPod, labDown } from '../src/lab/lab.js';
 
@@ -64,4 +66,20 @@ export function runLabBench(main: () => Promise<void>): void {
       process.exitCode = 1;
     })
     .finally(() => void labDown());
+}
+
+const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+
+/** This machine, as every result file names it. */
+export function machine(): { cpus: number; cpu: string; kernel: string; node: string } {
+  return { cpus: cpus().length, cpu: cpus()[0]?.model ?? '?', kernel: release(), node: process.version };
+}
+
+/** Writes bench/results/DATE/NAME.json and NAME.md, and prints the markdown. */
+export function writeResults(name: string, date: string, json: unknown, md: string): void {
+  const dir = join(RESULTS, date);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(json, null, 2)}\n`);
+  writeFileSync(join(dir, `${name}.md`), md);
+  log(`\n${md}\nwritten to ${dir}`);
 }

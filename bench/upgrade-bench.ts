@@ -4,18 +4,14 @@
 // refused or reset, whether the long ones survived, and how soon each new daemon served.
 // Writes bench/results/DATE/upgrade.{json,md}.
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, release } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findPod, labDown, labNetns, labUp, readLabState } from '../src/lab/lab.js';
 import { PROBE, startProbeServers } from '../src/lab/probe-runner.js';
 import { clientReusesTimeWait } from './lab-client.js';
-import { background, fortio, fortioLoad, log, runLabBench, sleep } from './lab-load.js';
+import { background, fortio, fortioLoad, machine, runLabBench, sleep, writeResults } from './lab-load.js';
 
 const MANIFESTS = fileURLToPath(new URL('../../manifests/examples/demo/cluster.yaml', import.meta.url));
 const LOADGEN = fileURLToPath(new URL('../src/lab/loadgen.js', import.meta.url));
-const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 const SERVER = '10.244.2.10';
 const SECONDS = 14;
 const TRANSFERS = 20;
@@ -84,14 +80,12 @@ async function main(): Promise<void> {
     }
     const intact = done.filter((d) => d.ok && d.received === BYTES).length;
     const date = new Date().toISOString().slice(0, 10);
-    const dir = join(RESULTS, date);
-    mkdirSync(dir, { recursive: true });
-    const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? '?', kernel: release(), node: process.version };
-    writeFileSync(join(dir, 'upgrade.json'), `${JSON.stringify({ date, machine, tool: `fortio ${/fortio-(v[\d.]+)/.exec(bin)?.[1] ?? ''}`, load: result, transfers: { count: TRANSFERS, bytes: BYTES, intact, results: done }, upgrades }, null, 2)}\n`);
+    const m = machine();
+    const json = { date, machine: m, tool: `fortio ${/fortio-(v[\d.]+)/.exec(bin)?.[1] ?? ''}`, load: result, transfers: { count: TRANSFERS, bytes: BYTES, intact, results: done }, upgrades };
     const md = [
       `# Upgrades under load, measured with fortio ${date}`,
       '',
-      `Both daemons of the demo lab upgraded in place (\`lab upgrade node-2\` at 3 s, \`lab upgrade node-1\` 3 s after that finished) while fortio opened 500 new connections a second (HTTP/1.1, keep-alive off, 8 at a time, ${SECONDS} s) from shop/client to shop/cart-remote, and ${TRANSFERS} transfers of ${BYTES / 1048576} MiB each at 1 MiB/s ran over the same path. Machine: ${machine.cpus} × ${machine.cpu}, Linux ${machine.kernel}, Node ${machine.node}; the daemons run their default --workers auto (2 here).`,
+      `Both daemons of the demo lab upgraded in place (\`lab upgrade node-2\` at 3 s, \`lab upgrade node-1\` 3 s after that finished) while fortio opened 500 new connections a second (HTTP/1.1, keep-alive off, 8 at a time, ${SECONDS} s) from shop/client to shop/cart-remote, and ${TRANSFERS} transfers of ${BYTES / 1048576} MiB each at 1 MiB/s ran over the same path. Machine: ${m.cpus} × ${m.cpu}, Linux ${m.kernel}, Node ${m.node}; the daemons run their default --workers auto (2 here).`,
       '',
       '| | |',
       '|---|---|',
@@ -104,10 +98,7 @@ async function main(): Promise<void> {
       'The old daemon keeps its open connections until --drain-seconds (5 s) and exits as soon as they have ended (a connection still open at the deadline is cut: that is the deadline). The transfers end before it.',
       '',
     ].join('\n');
-    writeFileSync(join(dir, 'upgrade.md'), md);
-    log(`
-${md}
-written to ${dir}`);
+    writeResults('upgrade', date, json, md);
   } finally {
     await labDown();
   }

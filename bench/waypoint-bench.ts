@@ -106,9 +106,7 @@ async function main(): Promise<void> {
       '',
     ].join('\n');
     writeFileSync(join(dir, 'waypoint.md'), md);
-    log(`
-${md}
-written to ${dir}`);
+    log(`\n${md}\nwritten to ${dir}`);
   } finally {
     await labDown();
   }

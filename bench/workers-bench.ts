@@ -5,19 +5,15 @@
 // cores the two daemons, both pods' servers and fortio all share them: the figures say how far a second
 // event loop helps when cores are contended, not what a 16-core node would see.
 // Writes bench/results/DATE/workers.{json,md}.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, release } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { labDown, labNetns, labRestartNode, labUp, readLabState } from '../src/lab/lab.js';
 import { alive } from '../src/lab/shell.js';
 import { clientReusesTimeWait } from './lab-client.js';
-import { background, cpuSeconds, fortio, fortioLoad, log, median, runLabBench, sleep } from './lab-load.js';
+import { background, cpuSeconds, fortio, fortioLoad, log, machine, median, runLabBench, sleep, writeResults } from './lab-load.js';
 
 const MANIFESTS = fileURLToPath(new URL('../../manifests/examples/demo/cluster.yaml', import.meta.url));
 const LOADGEN = fileURLToPath(new URL('../src/lab/loadgen.js', import.meta.url));
-const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 const URL_ = 'http://10.244.2.10:8080/';
 const COUNTS = [1, 2] as const;
 
@@ -73,16 +69,14 @@ async function main(): Promise<void> {
     }
     const summary = Object.fromEntries(COUNTS.map((w) => [w, Object.fromEntries(Object.keys(runs[w]?.[0] ?? {}).map((k) => [k, median((runs[w] ?? []).map((x) => x[k as keyof (typeof runs)[1][number]]))]))]));
     const date = new Date().toISOString().slice(0, 10);
-    const dir = join(RESULTS, date);
-    mkdirSync(dir, { recursive: true });
-    const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? '?', kernel: release(), node: process.version };
-    writeFileSync(join(dir, 'workers.json'), `${JSON.stringify({ date, machine, rounds, seconds, tool: `fortio ${/fortio-(v[\d.]+)/.exec(bin)?.[1] ?? ''}`, summary, runs }, null, 2)}\n`);
+    const m = machine();
+    const json = { date, machine: m, rounds, seconds, tool: `fortio ${/fortio-(v[\d.]+)/.exec(bin)?.[1] ?? ''}`, summary, runs };
     const f = (v: number | undefined, d = 0): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(d));
     const s = (w: number, k: string): number | undefined => (summary[w] as Record<string, number> | undefined)?.[k];
     const md = [
       `# Worker threads, measured with fortio ${date}`,
       '',
-      `shop/client (node-1) → shop/cart-remote (node-2), HTTP/1.1 GET with 1 KiB responses, ${seconds} s per measurement, medians of ${rounds} rounds taken in turn (1 2 1 2 …; both daemons restarted with the flag each time). Machine: ${machine.cpus} × ${machine.cpu}, Linux ${machine.kernel}, Node ${machine.node}. Both daemons, both servers and fortio share these ${machine.cpus} cores, so a second worker competes with the load generator and the other daemon for CPU.`,
+      `shop/client (node-1) → shop/cart-remote (node-2), HTTP/1.1 GET with 1 KiB responses, ${seconds} s per measurement, medians of ${rounds} rounds taken in turn (1 2 1 2 …; both daemons restarted with the flag each time). Machine: ${m.cpus} × ${m.cpu}, Linux ${m.kernel}, Node ${m.node}. Both daemons, both servers and fortio share these ${m.cpus} cores, so a second worker competes with the load generator and the other daemon for CPU.`,
       '',
       '| | --workers 1 | --workers 2 |',
       '|---|---|---|',
@@ -94,10 +88,7 @@ async function main(): Promise<void> {
       `| daemons' CPU per new connection (ms) | ${f(s(1, 'cpuMsPerConn'), 3)} | ${f(s(2, 'cpuMsPerConn'), 3)} |`,
       '',
     ].join('\n');
-    writeFileSync(join(dir, 'workers.md'), md);
-    log(`
-${md}
-written to ${dir}`);
+    writeResults('workers', date, json, md);
   } finally {
     await labDown();
   }
