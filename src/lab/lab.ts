@@ -225,14 +225,22 @@ export async function labRestartNode(name: string, args?: string[]): Promise<voi
   const node = state?.nodes.find((n) => n.name === name);
   if (state === undefined || node === undefined) throw new LabError(`no node ${name} in the lab`);
   if (alive(node.pid)) throw new LabError(`node ${name}'s daemon (pid ${node.pid}) is still running`);
-  const offset = existsSync(node.log) ? readFileSync(node.log, 'utf8').length : 0;
-  const pid = spawnIn(node.netns, args ?? node.args, node.log);
+  const pid = await startNodeDaemon(node, args ?? node.args, 'become ready again');
   writeFileSync(statePath(), JSON.stringify({ ...state, nodes: state.nodes.map((n) => (n === node ? { ...n, pid, args: args ?? n.args } : n)) }));
+}
+
+/** Starts a daemon for node with args, and waits for its own "ztunnel-ts ready" line; returns its pid. */
+async function startNodeDaemon(node: LabState['nodes'][number], args: string[], what: string): Promise<number> {
+  const offset = existsSync(node.log) ? readFileSync(node.log, 'utf8').length : 0;
+  const pid = spawnIn(node.netns, args, node.log);
   const deadline = Date.now() + READY_TIMEOUT_MS;
-  while (!readFileSync(node.log, 'utf8').slice(offset).includes('"msg":"ztunnel-ts ready"')) {
-    if (!alive(pid) || Date.now() > deadline) throw new LabError(`node ${name} did not become ready again:\n${tail(node.log)}`);
-    await new Promise((r) => setTimeout(r, 100));
+  // The log may be shared with a daemon still running (an upgrade): only this process's line counts.
+  const readyLine = new RegExp(`"pid":${pid},[^\n]*"msg":"ztunnel-ts ready"`);
+  while (!readyLine.test(readFileSync(node.log, 'utf8').slice(offset))) {
+    if (!alive(pid) || Date.now() > deadline) throw new LabError(`the daemon of ${node.name} (pid ${pid}) did not ${what}:\n${tail(node.log)}`);
+    await new Promise((r) => setTimeout(r, 50));
   }
+  return pid;
 }
 
 /**
@@ -246,14 +254,7 @@ export async function labUpgradeNode(name: string): Promise<{ pid: number; previ
   if (state === undefined || node === undefined) throw new LabError(`no node ${name} in the lab`);
   if (!alive(node.pid)) throw new LabError(`node ${name}'s daemon (pid ${node.pid}) is not running: use a restart, not an upgrade`);
   const started = Date.now();
-  const offset = existsSync(node.log) ? readFileSync(node.log, 'utf8').length : 0;
-  const pid = spawnIn(node.netns, node.args, node.log);
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  const readyLine = new RegExp(`"pid":${pid},[^\n]*"msg":"ztunnel-ts ready"`);
-  while (!readyLine.test(readFileSync(node.log, 'utf8').slice(offset))) {
-    if (!alive(pid) || Date.now() > deadline) throw new LabError(`the new daemon of ${name} (pid ${pid}) did not take over:\n${tail(node.log)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const pid = await startNodeDaemon(node, node.args, 'take over');
   const readyMs = Date.now() - started;
   writeFileSync(statePath(), JSON.stringify({ ...state, nodes: state.nodes.map((n) => (n === node ? { ...n, pid } : n)) }));
   const previous = node.pid;
