@@ -260,7 +260,7 @@ export class App {
       workloads: snap.workloads,
       services: snap.services.map((s) => ({
         ...s,
-        endpoints: this.state.endpointsOf(s).map((w) => ({ uid: w.uid, ip: w.ip, node: w.node, zone: w.locality.zone ?? null, ...w.health, openConnections: load(w.uid) })),
+        endpoints: this.state.endpointsOf(s).map((w) => ({ uid: w.uid, ip: w.ip, ips: w.ips, node: w.node, zone: w.locality.zone ?? null, ...w.health, openConnections: load(w.uid) })),
       })),
       waypoints: snap.waypoints.map((w) => ({ ...w, pods: this.state.waypointPods(w.uid).map((p) => p.uid) })),
       policies: engine?.policies ?? [],
@@ -282,6 +282,7 @@ export class App {
         fileDescriptors: this.#fdLimit,
       },
       capture: this.config.capture === 'ebpf' ? Object.fromEntries(Object.entries(this.#datapath?.stats() ?? {}).map(([k, v]) => [k, Number(v)])) : null,
+      ipv6: this.#datapath?.ipv6 ?? null,
     };
   }
 
@@ -310,7 +311,7 @@ export class App {
 
   #onStateChange(): void {
     const local = this.#localWorkloads();
-    this.#dataplane?.onStateChange(new Set(local.map((w) => w.ip)));
+    this.#dataplane?.onStateChange(new Set(local.flatMap((w) => w.ips)));
     this.certs.track(new Set(local.map((w) => w.identity)));
     try {
       this.#datapath?.sync();

@@ -12,7 +12,8 @@ import { INBOUND_PLAIN_PORT, OUTBOUND_PORT } from './datapath/datapath.js';
 import { listenerFd } from './datapath/transparent-sockets.js';
 import { CLIENT_MAX_STREAMS_PER_CONNECTION, type HboneTimeouts } from './hbone/constants.js';
 import { HbonePool } from './hbone/pool.js';
-import { HboneServer, unmapIPv4 } from './hbone/server.js';
+import { HboneServer } from './hbone/server.js';
+import { formatHostPort, normalIp } from './model/address.js';
 import type { Certificates } from './identity/cert-manager.js';
 import type { State } from './model/state.js';
 import { EndpointPicker } from './proxy/endpoint-picker.js';
@@ -125,8 +126,8 @@ export class Dataplane {
       if (fd !== undefined) out.push({ kind, fd });
     };
     // With IP_TRANSPARENT the accepted socket's local address is the original destination.
-    const origDst = (s: net.Socket): { ip: string; port: number } => ({ ip: unmapIPv4(s.localAddress), port: s.localPort ?? 0 });
-    const src = (s: net.Socket): { ip: string; port: number } => ({ ip: unmapIPv4(s.remoteAddress), port: s.remotePort ?? 0 });
+    const origDst = (s: net.Socket): { ip: string; port: number } => ({ ip: normalIp(s.localAddress), port: s.localPort ?? 0 });
+    const src = (s: net.Socket): { ip: string; port: number } => ({ ip: normalIp(s.remoteAddress), port: s.remotePort ?? 0 });
     await listen(OUTBOUND_PORT, 'outbound', (s) => this.outbound.handle(s, src(s), origDst(s)));
     await listen(INBOUND_PLAIN_PORT, 'inboundPlain', (s) => this.inbound.handlePlaintext(s, origDst(s)));
     await listen(this.#config.hbonePort, 'hbone', (s) => void this.hbone.accept(s));
@@ -230,7 +231,7 @@ export class Dataplane {
           void this.hbone.accept(s);
         });
         this.#hboneListeners.set(ip, server);
-        this.#logger.debug({ address: `${ip}:${this.#config.hbonePort}` }, 'hbone listening');
+        this.#logger.debug({ address: `${formatHostPort(ip, this.#config.hbonePort)}` }, 'hbone listening');
       } catch (err) {
         this.#logger.error({ err: (err as Error).message, ip }, 'cannot serve hbone for workload');
       }

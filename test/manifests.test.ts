@@ -84,7 +84,7 @@ t.test('the example waypoint Deployment runs a valid waypoint for its Gateway', 
 });
 
 t.test('the example manifests are objects an API server accepts: pods have containers and existing service accounts', async (t) => {
-  const files = ['demo/cluster.yaml', 'loopback/mesh.yaml', 'waypoint/bookinfo.yaml', 'waypoint/cluster.yaml', 'locality/zones.yaml', 'policies.yaml'];
+  const files = ['demo/cluster.yaml', 'loopback/mesh.yaml', 'waypoint/bookinfo.yaml', 'waypoint/cluster.yaml', 'locality/zones.yaml', 'dual-stack/cluster.yaml', 'policies.yaml'];
   for (const file of files) {
     const objects = docs(join(root, 'examples', file)).filter((o) => o !== null);
     const accounts = new Set(objects.filter((o) => o.kind === 'ServiceAccount').map((o) => `${o.metadata.namespace ?? 'default'}/${o.metadata.name}`));

@@ -23,7 +23,12 @@ struct {
 	__type(value, struct capture_config);
 } ztunnel_config SEC(".maps");
 
-/* Workload IPs (network byte order) → flags. */
+/* An address as the maps key it: IPv6 as is, IPv4 as IPv4-mapped (::ffff:a.b.c.d), network byte order. */
+struct addr_key {
+	__u32 a[4];
+};
+
+/* Workload IPs (either family) → flags. */
 #define WORKLOAD_CAPTURED 0x1 /* in the mesh: its traffic goes through the daemon */
 
 struct workload_info {
@@ -33,7 +38,7 @@ struct workload_info {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
-	__type(key, __u32);
+	__type(key, struct addr_key);
 	__type(value, struct workload_info);
 } ztunnel_workloads SEC(".maps");
 
@@ -41,17 +46,24 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 64);
-	__type(key, __u32);
+	__type(key, struct addr_key);
 	__type(value, __u32);
 } ztunnel_node_ips SEC(".maps");
 
-/* Each local pod's host-side veth (ifindex) → the pod's IP (network byte order): IPv4 from that veth
- * with any other source is a pod borrowing another's address, and is dropped. */
+/* A pod's own addresses, one per family (zero: the pod has none of that family). */
+struct pod_addrs {
+	__u32 ip4;	/* network byte order */
+	__u32 ip6[4];
+};
+
+/* Each local pod's host-side veth (ifindex) → the pod's addresses: a packet from that veth with any other
+ * source (IPv6 link-local and unspecified sources aside: neighbour discovery) is a pod borrowing another's
+ * address, and is dropped. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct pod_addrs);
 } ztunnel_pod_ifaces SEC(".maps");
 
 /* The daemon's transparent listeners for the sk_lookup program, by kind × slot (a worker thread each):
@@ -78,7 +90,8 @@ enum capture_stat {
 	STAT_DROPPED_SPOOFED = 5,
 	STAT_TIME_WAIT_HANDOFF = 6, /* a new SYN for a tuple our TIME_WAIT socket holds: to the kernel, then sk_lookup */
 	STAT_LOOKUP_ASSIGNED = 7,   /* sk_lookup gave a listener lookup one of our listeners */
-	STAT_MAX = 8,
+	STAT_DROPPED_UNPARSED = 8,  /* IPv6 to or from a captured pod whose TCP header we cannot reach (fragments, AH…) */
+	STAT_MAX = 9,
 };
 
 struct {

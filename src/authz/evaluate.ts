@@ -1,5 +1,6 @@
 // Evaluation as ztunnel does it (src/rbac.rs Authorization::matches, src/state.rs assert_rbac).
 import ipaddr from 'ipaddr.js';
+import { canonicalIp } from '../model/address.js';
 import { parseIdentity } from '../model/identity.js';
 import { labelsMatch, type Workload } from '../model/types.js';
 import {
@@ -139,12 +140,10 @@ function serviceAccountMatches(sa: ServiceAccountMatch, id: ReturnType<typeof pa
 }
 
 function inCidr(ip: string, c: Cidr): boolean {
-  let addr: ipaddr.IPv4 | ipaddr.IPv6;
-  try {
-    addr = ipaddr.parse(ip);
-  } catch {
-    return false;
-  }
+  // An IPv4-mapped IPv6 source (a dual-stack socket's view of an IPv4 peer) is matched as the IPv4 address.
+  const canonical = canonicalIp(ip);
+  if (canonical === undefined) return false;
+  const addr = ipaddr.parse(canonical);
   if ((addr.kind() === 'ipv4' ? 4 : 6) !== c.family) return false;
   const bytes = addr.toByteArray();
   let bits = c.prefix;

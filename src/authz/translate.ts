@@ -328,12 +328,16 @@ export function parseCidr(v: string): Cidr | undefined {
   const [addrText, prefixText, extra] = v.split('/');
   if (addrText === undefined || extra !== undefined) return undefined;
   if (!ipaddr.IPv6.isValid(addrText) && !ipaddr.IPv4.isValidFourPartDecimal(addrText)) return undefined;
-  const addr = ipaddr.parse(addrText);
-  const family = addr.kind() === 'ipv4' ? 4 : 6;
-  const max = family === 4 ? 32 : 128;
+  let addr = ipaddr.parse(addrText);
   if (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) return undefined;
-  const prefix = prefixText === undefined ? max : Number(prefixText);
-  if (prefix > max) return undefined;
+  let prefix = prefixText === undefined ? (addr.kind() === 'ipv4' ? 32 : 128) : Number(prefixText);
+  if (prefix > (addr.kind() === 'ipv4' ? 32 : 128)) return undefined;
+  // ::ffff:10.0.0.0/104 is 10.0.0.0/8: IPv4-mapped addresses are matched as IPv4.
+  if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress() && prefix >= 96) {
+    addr = (addr as ipaddr.IPv6).toIPv4Address();
+    prefix -= 96;
+  }
+  const family = addr.kind() === 'ipv4' ? 4 : 6;
   const bytes = addr.toByteArray().map((b, i) => {
     const bitsHere = Math.max(0, Math.min(8, prefix - i * 8));
     return b & ((0xff << (8 - bitsHere)) & 0xff);

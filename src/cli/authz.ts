@@ -2,7 +2,7 @@
 import { isIP } from 'node:net';
 import type { Command } from 'commander';
 import { PolicyEngine } from '../authz/engine.js';
-import { parseAuthority } from '../hbone/headers.js';
+import { formatAddress, parseAuthority } from '../hbone/headers.js';
 import { parseIdentity } from '../model/identity.js';
 import { State } from '../model/state.js';
 import { listManifestFiles, readManifestFile } from '../sources/manifests.js';
@@ -89,7 +89,7 @@ function checkAtWaypoint(state: State, o: CheckFlags, dst: { ip: string; port: n
     headers[h.slice(0, colon).trim().toLowerCase()] = h.slice(colon + 1).trim();
   }
   const policies = new WaypointPolicies({ state, rootNamespace: o.rootNamespace, waypoint: { name, namespace } });
-  const host = o.host ?? `${dst.ip}:${dst.port}`;
+  const host = o.host ?? `${formatAddress(dst)}`;
   const d = policies.decide(service, {
     srcIp: o.srcIp,
     srcIdentity: o.srcIdentity,
@@ -106,7 +106,7 @@ function checkAtWaypoint(state: State, o: CheckFlags, dst: { ip: string; port: n
   const lines = [
     d.allow ? 'ALLOW' : 'DENY (403)',
     `  waypoint:    ${uid}`,
-    `  destination: ${service === undefined ? `${dst.ip}:${dst.port}` : `${service.uid} (${dst.ip}:${dst.port})`}`,
+    `  destination: ${service === undefined ? `${formatAddress(dst)}` : `${service.uid} (${formatAddress(dst)})`}`,
     `  request:     ${(o.method ?? 'GET').toUpperCase()} ${o.path ?? '/'} host ${host}`,
     `  source:      ${o.srcIp} ${o.srcIdentity ?? '(plaintext)'}`,
     `  policy:      ${d.policy === undefined ? '-' : `${d.policy} rule ${d.rule ?? '-'}`}`,

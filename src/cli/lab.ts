@@ -14,8 +14,9 @@ export function registerLab(program: Command): void {
     .description('build nodes, pods and routes, start the CA and one daemon per node')
     .requiredOption('-f, --file <path>', 'manifests (file or directory)')
     .option('--kube', 'a real control plane (etcd, kube-apiserver, kube-controller-manager, built with Go) holds the objects; use `lab kubectl`')
-    .action(async (o: { file: string; kube?: boolean }) => {
-      const state = await labUp(o.file, { kube: o.kube === true });
+    .option('--dual-stack', 'every node and pod gets an IPv6 address (fd00:10:244:N::/64) beside its IPv4 one; Services may list IPv6 clusterIPs (fd00:10:96::/108)')
+    .action(async (o: { file: string; kube?: boolean; dualStack?: boolean }) => {
+      const state = await labUp(o.file, { kube: o.kube === true, dualStack: o.dualStack === true });
       const how = state.kube === undefined ? '' : ', objects in kube-apiserver (ztunnel-ts lab kubectl -- get pods -A)';
       process.stdout.write(`lab up: ${state.nodes.length} nodes, ${state.pods.length} pods${how} (ztunnel-ts lab status)\n`);
     });
@@ -39,7 +40,7 @@ export function registerLab(program: Command): void {
       const lines = [
         ...(cp === undefined ? [] : [`control plane ${cp.api}  etcd ${cp.etcd}  kube-apiserver ${cp.apiserver}  kube-controller-manager ${cp.controllerManager}  ${cp.running ? 'running' : 'NOT RUNNING'}`]),
         ...s.nodes.map((n) => `node ${n.name}  ${n.ip}  netns ${n.netns}  pid ${n.pid}  ${n.ready ? 'ready' : 'NOT READY'}`),
-        ...s.pods.map((p) => `pod  ${p.namespace}/${p.name}  ${p.ip}  on ${p.node}  netns ${p.netns}`),
+        ...s.pods.map((p) => `pod  ${p.namespace}/${p.name}  ${p.ips.join(' ')}  on ${p.node}  netns ${p.netns}`),
         ...s.waypoints.map((w) => `waypoint in ${w.pod}  pid ${w.pid}  ${w.ready ? 'ready' : 'NOT READY'}`),
       ];
       process.stdout.write(`${lines.length === 0 ? 'no lab' : lines.join('\n')}\n`);

@@ -1,14 +1,14 @@
 // The capture program (bpf/capture.bpf.o) loaded through libbpf: its maps and its tc ingress hooks.
 import { closeSync, openSync } from 'node:fs';
-import { isIPv4 } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { addressFromKey, addressKey, ipFamily, ipOfFamily } from '../model/address.js';
 import { DatapathError } from './errors.js';
 import { BPF_ANY, BPF_TC_F_REPLACE, BPF_TC_INGRESS, TC_HOOK_SIZE, TC_OPTS_SIZE, bpf, c, errno } from './ffi.js';
 
 export const DEFAULT_OBJECT = fileURLToPath(new URL('../../../bpf/capture.bpf.o', import.meta.url));
 
 /** Mirrors enum capture_stat in bpf/lib/maps.h. */
-export const STAT_NAMES = ['assigned_established', 'assigned_listener', 'dropped_no_listener', 'passed', 'errors', 'dropped_spoofed', 'time_wait_handoff', 'lookup_assigned'] as const;
+export const STAT_NAMES = ['assigned_established', 'assigned_listener', 'dropped_no_listener', 'passed', 'errors', 'dropped_spoofed', 'time_wait_handoff', 'lookup_assigned', 'dropped_unparsed'] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 
 export const WORKLOAD_CAPTURED = 0x1;
@@ -43,10 +43,22 @@ export function encodeConfig(cfg: CaptureConfig): Buffer {
   return b;
 }
 
-/** An IPv4 address as the program sees it in the packet: network byte order. */
+/** struct addr_key: an address of either family as the maps key it (IPv4 as IPv4-mapped IPv6). */
 export function ipKey(ip: string): Buffer {
-  if (!isIPv4(ip)) throw new DatapathError('DATAPATH_MAP', `not an IPv4 address: ${ip}`);
-  return Buffer.from(ip.split('.').map(Number));
+  const key = addressKey(ip);
+  if (key === undefined) throw new DatapathError('DATAPATH_MAP', `not an IP address: ${ip}`);
+  return key;
+}
+
+/** struct pod_addrs: the pod's IPv4 address (4 bytes) and IPv6 address (16), zero where it has none. */
+export function encodePodAddrs(ips: readonly string[]): Buffer {
+  const b = Buffer.alloc(20);
+  const v4 = ipOfFamily(ips, 4);
+  const v6 = ipOfFamily(ips, 6);
+  if (v4 !== undefined) ipKey(v4).copy(b, 0, 12, 16);
+  if (v6 !== undefined) ipKey(v6).copy(b, 4);
+  for (const ip of ips) if (ipFamily(ip) === 4 ? ip !== v4 : ip !== v6) throw new DatapathError('DATAPATH_MAP', `a pod has one address of each family at most, not ${ips.join(', ')}`);
+  return b;
 }
 
 function u32(n: number): Buffer {
@@ -149,13 +161,13 @@ export class CaptureProgram {
     bpf.mapDelete(this.#maps.workloads, ipKey(ip)); // ENOENT is fine
   }
 
-  /** IPs (dotted) currently in the workloads map. */
+  /** Addresses currently in the workloads map. */
   workloadIps(): string[] {
     const out: string[] = [];
     let prev: Buffer | null = null;
-    const next = Buffer.alloc(4);
+    const next = Buffer.alloc(16);
     while ((bpf.mapGetNextKey(this.#maps.workloads, prev, next) as number) === 0) {
-      out.push([...next].join('.'));
+      out.push(addressFromKey(next));
       prev = Buffer.from(next);
     }
     return out;
@@ -179,11 +191,11 @@ export class CaptureProgram {
     return out;
   }
 
-  /** The pod behind a veth we attached to may send only from ip (anti-spoofing). */
-  setPodInterface(ifname: string, ip: string): void {
+  /** The pod behind a veth we attached to may send only from its own addresses (anti-spoofing). */
+  setPodInterface(ifname: string, ips: readonly string[]): void {
     const ifindex = this.#attached.get(ifname);
     if (ifindex === undefined) throw new DatapathError('DATAPATH_MAP', `${ifname} is not attached`);
-    this.#update(this.#maps.podIfaces, u32(ifindex), ipKey(ip), 'ztunnel_pod_ifaces');
+    this.#update(this.#maps.podIfaces, u32(ifindex), encodePodAddrs(ips), 'ztunnel_pod_ifaces');
   }
 
   /** Puts one of the daemon's transparent listeners (a socket fd of this process) where capture_lookup finds it. */

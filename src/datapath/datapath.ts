@@ -25,6 +25,8 @@ export class EbpfDatapath {
   /** Hooks are attached (or replaced) only once the maps are full: never a moment of a program with empty maps. */
   #attached = false;
   #captured = new Set<string>();
+  /** "captured", or why IPv6 is not (config_dump). */
+  #ipv6 = 'not started';
   readonly #podInterfaces = new Map<string, string>();
   /** The data path's transparent listeners by slot (a worker each), for the sk_lookup program. */
   readonly #listeners = new Map<number, readonly { kind: ListenerKind; fd: number }[]>();
@@ -39,7 +41,9 @@ export class EbpfDatapath {
     const program = CaptureProgram.load(this.#opts.objectPath ?? DEFAULT_OBJECT);
     this.#program = program;
     program.configure({ outboundPort: OUTBOUND_PORT, inboundPlainPort: INBOUND_PLAIN_PORT, hbonePort, daemonMark: DAEMON_MARK, assignMark: ASSIGN_MARK });
-    this.#nodeConfig.apply();
+    const { ipv6 } = this.#nodeConfig.apply();
+    this.#ipv6 = ipv6;
+    this.#opts.logger.info({ ipv6 }, ipv6 === 'captured' ? 'node settings applied (IPv4 and IPv6)' : 'node settings applied (IPv4 only)');
     for (const [slot, list] of this.#listeners) this.#writeListeners(program, slot, list);
     this.sync();
   }
@@ -79,9 +83,10 @@ export class EbpfDatapath {
     if (program === undefined) return;
     const { state, nodeName, logger } = this.#opts;
     const node = state.node(nodeName);
-    if (node?.ip !== undefined) program.setNodeIp(node.ip);
+    for (const ip of node?.ips ?? []) program.setNodeIp(ip);
     const local = state.workloadsOnNode(nodeName);
-    const captured = new Set(local.filter((w) => w.captured).map((w) => w.ip));
+    // Every address of a dual-stack pod is captured.
+    const captured = new Set(local.filter((w) => w.captured).flatMap((w) => w.ips));
     for (const ip of this.#captured) if (!captured.has(ip)) program.deleteWorkload(ip);
     for (const ip of captured) if (!this.#captured.has(ip)) program.setWorkload(ip, WORKLOAD_CAPTURED);
     if (captured.size !== this.#captured.size || [...captured].some((ip) => !this.#captured.has(ip))) {
@@ -105,12 +110,17 @@ export class EbpfDatapath {
       }
       try {
         program.attach(ifname, 'pod');
-        program.setPodInterface(ifname, w.ip);
+        program.setPodInterface(ifname, w.ips);
         this.#podInterfaces.set(w.ip, ifname);
       } catch (err) {
         logger.error({ pod: w.uid, err: (err as Error).message }, 'cannot attach capture to pod interface');
       }
     }
+  }
+
+  /** Whether IPv6 is captured on this node, or why not. */
+  get ipv6(): string {
+    return this.#ipv6;
   }
 
   stats(): Record<StatName, bigint> | undefined {

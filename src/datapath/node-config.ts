@@ -40,11 +40,26 @@ function ip(args: string[]): string {
   }
 }
 
+/** Assigned packets (fwmark) of one family go to the local stack: an ip rule and a local default route. */
+function localDelivery(family: '-4' | '-6'): void {
+  const added = !ip([family, 'rule', 'show', 'pref', RULE_PREF]).includes('fwmark');
+  if (added) ip([family, 'rule', 'add', 'fwmark', `0x${ASSIGN_MARK.toString(16)}/0xfff`, 'lookup', TABLE, 'pref', RULE_PREF]);
+  try {
+    ip([family, 'route', 'replace', 'local', family === '-4' ? '0.0.0.0/0' : '::/0', 'dev', 'lo', 'table', TABLE]);
+  } catch (err) {
+    // Half a setup is none: the rule goes again (IPv6 disabled on lo refuses the route, not the rule).
+    if (added) ip([family, 'rule', 'del', 'pref', RULE_PREF]);
+    throw err;
+  }
+}
+
 export class NodeConfig {
   readonly #previous = new Map<string, string>();
   #applied = false;
+  #ipv6 = false;
 
-  apply(): void {
+  /** Applies the settings; says whether IPv6 is captured too, and if not, why. */
+  apply(): { ipv6: string } {
     const file = originalsFile();
     const kept = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>) : undefined;
     for (const path of Object.keys(SYSCTLS)) this.#previous.set(path, kept?.[path] ?? readFileSync(path, 'utf8').trim());
@@ -53,19 +68,34 @@ export class NodeConfig {
       writeFileSync(file, JSON.stringify(Object.fromEntries(this.#previous)));
     }
     for (const [path, value] of Object.entries(SYSCTLS)) writeFileSync(path, value);
-    if (!ip(['rule', 'show', 'pref', RULE_PREF]).includes('fwmark')) {
-      ip(['rule', 'add', 'fwmark', `0x${ASSIGN_MARK.toString(16)}/0xfff`, 'lookup', TABLE, 'pref', RULE_PREF]);
-    }
-    ip(['route', 'replace', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', TABLE]);
+    localDelivery('-4');
     this.#applied = true;
+    // IPv6 is optional: a node with IPv6 disabled (or a kernel without it) captures IPv4 only and is ready.
+    try {
+      localDelivery('-6');
+      this.#ipv6 = true;
+    } catch (err) {
+      this.#ipv6 = false;
+      return { ipv6: `not captured: ${(err as Error).message}` };
+    }
+    return { ipv6: 'captured' };
+  }
+
+  /** Whether the IPv6 rule and route are in place (the node has IPv6). */
+  get ipv6(): boolean {
+    return this.#ipv6;
   }
 
   remove(): void {
     if (!this.#applied) return;
     this.#applied = false;
     try {
-      ip(['rule', 'del', 'pref', RULE_PREF]);
-      ip(['route', 'del', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', TABLE]);
+      ip(['-4', 'rule', 'del', 'pref', RULE_PREF]);
+      ip(['-4', 'route', 'del', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', TABLE]);
+      if (this.#ipv6) {
+        ip(['-6', 'rule', 'del', 'pref', RULE_PREF]);
+        ip(['-6', 'route', 'del', 'local', '::/0', 'dev', 'lo', 'table', TABLE]);
+      }
     } finally {
       for (const [path, value] of this.#previous) writeFileSync(path, value);
       rmSync(originalsFile(), { force: true });

@@ -2,7 +2,8 @@
 // handed to net: listeners that accept connections addressed to any IP (the assigned packets keep their
 // original destination), and upstream sockets that connect from the client's own IP with the daemon's mark.
 import net from 'node:net';
-import type { SocketAddress } from '../hbone/headers.js';
+import { formatAddress, type SocketAddress } from '../hbone/headers.js';
+import { formatHostPort, ipFamily, type IpFamily } from '../model/address.js';
 import { ProxyError } from '../proxy/errors.js';
 import { connectSocket, type ListenOptions, type SocketFactory } from '../proxy/sockets.js';
 import { ipKey } from './capture-program.js';
@@ -10,6 +11,8 @@ import { DatapathError } from './errors.js';
 import { c, errno } from './ffi.js';
 
 const AF_INET = 2;
+const AF_INET6 = 10;
+const EAFNOSUPPORT = 97;
 const SOCK_STREAM = 1;
 const SOCK_NONBLOCK = 0o4000;
 const SOCK_CLOEXEC = 0o2000000;
@@ -20,16 +23,28 @@ const SO_MARK = 36;
 const SOL_IP = 0;
 const IP_TRANSPARENT = 19;
 const IP_BIND_ADDRESS_NO_PORT = 24;
+const SOL_IPV6 = 41;
+const IPV6_V6ONLY = 26;
+const IPV6_TRANSPARENT = 75;
 const LISTEN_BACKLOG = 1024;
 
 /** SO_MARK of the daemon's own sockets; must not match the assign fwmark (0x400/0xfff). */
 export const DAEMON_MARK = 0x539;
 
-function sockaddrIn(ip: string, port: number): Buffer {
-  const b = Buffer.alloc(16);
-  b.writeUInt16LE(AF_INET, 0);
+/** struct sockaddr_in (16 bytes) or sockaddr_in6 (28 bytes) for ip:port. */
+function sockaddr(ip: string, port: number): Buffer {
+  const key = ipKey(ip);
+  if (ipFamily(ip) === 4) {
+    const b = Buffer.alloc(16);
+    b.writeUInt16LE(AF_INET, 0);
+    b.writeUInt16BE(port, 2);
+    key.copy(b, 4, 12, 16);
+    return b;
+  }
+  const b = Buffer.alloc(28);
+  b.writeUInt16LE(AF_INET6, 0);
   b.writeUInt16BE(port, 2);
-  ipKey(ip).copy(b, 4);
+  key.copy(b, 8);
   return b;
 }
 
@@ -39,11 +54,13 @@ function intOpt(v: number): Buffer {
   return b;
 }
 
-function rawSocket(what: string, opts: readonly [level: number, name: number, label: string][]): number {
-  const fd = c.socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) as number;
+type SockOpt = readonly [level: number, name: number, label: string, value?: number];
+
+function rawSocket(what: string, family: IpFamily, opts: readonly SockOpt[]): number {
+  const fd = c.socket(family === 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) as number;
   if (fd < 0) throw new DatapathError('DATAPATH_SOCKET', `${what}: socket`, errno());
-  for (const [level, name, label] of opts) {
-    if ((c.setsockopt(fd, level, name, intOpt(name === SO_MARK ? DAEMON_MARK : 1), 4) as number) !== 0) {
+  for (const [level, name, label, value] of opts) {
+    if ((c.setsockopt(fd, level, name, intOpt(value ?? (name === SO_MARK ? DAEMON_MARK : 1)), 4) as number) !== 0) {
       const e = errno();
       c.close(fd);
       throw new DatapathError('DATAPATH_SOCKET', `${what}: setsockopt ${label}`, e);
@@ -53,10 +70,45 @@ function rawSocket(what: string, opts: readonly [level: number, name: number, la
 }
 
 function bindFd(fd: number, ip: string, port: number, what: string): void {
-  if ((c.bind(fd, sockaddrIn(ip, port), 16) as number) !== 0) {
+  const addr = sockaddr(ip, port);
+  if ((c.bind(fd, addr, addr.length) as number) !== 0) {
     const e = errno();
     c.close(fd);
-    throw new DatapathError('DATAPATH_SOCKET', `${what}: bind ${ip}:${port}`, e);
+    throw new DatapathError('DATAPATH_SOCKET', `${what}: bind ${formatHostPort(ip, port)}`, e);
+  }
+}
+
+/** IP_TRANSPARENT and its IPv6 twin: a socket that may use an address that is not the node's. */
+function transparent(family: IpFamily): SockOpt {
+  return family === 4 ? [SOL_IP, IP_TRANSPARENT, 'IP_TRANSPARENT'] : [SOL_IPV6, IPV6_TRANSPARENT, 'IPV6_TRANSPARENT'];
+}
+
+/**
+ * A transparent listening socket on ip:port. A wildcard (0.0.0.0 or ::) listens on both families with one
+ * dual-stack socket (::, IPV6_V6ONLY off: IPv4 peers appear as ::ffff:a.b.c.d), so the eBPF lookups find
+ * it for either; where the kernel has no IPv6 at all, on 0.0.0.0.
+ */
+function listeningSocket(ip: string, port: number, what: string): number {
+  const wildcard = ip === '0.0.0.0' || ip === '::';
+  const open = (host: string, dualStack: boolean): number => {
+    const family = ipFamily(host);
+    const fd = rawSocket(what, family, [
+      [SOL_SOCKET, SO_REUSEADDR, 'SO_REUSEADDR'],
+      [SOL_SOCKET, SO_REUSEPORT, 'SO_REUSEPORT'],
+      ...(dualStack ? [[SOL_IPV6, IPV6_V6ONLY, 'IPV6_V6ONLY', 0] as const] : []),
+      transparent(family),
+    ]);
+    bindFd(fd, host, port, what);
+    return fd;
+  };
+  if (!wildcard) return open(ip, false);
+  try {
+    return open('::', true);
+  } catch (err) {
+    // Only a kernel without IPv6 (ipv6.disable=1) refuses the socket itself; a namespace with IPv6
+    // disabled by sysctl still binds :: and serves IPv4 on it.
+    if (!(err instanceof DatapathError) || Math.abs(err.errno ?? 0) !== EAFNOSUPPORT) throw err;
+    return open('0.0.0.0', false);
   }
 }
 
@@ -72,12 +124,7 @@ export class TransparentSocketFactory implements SocketFactory {
     const what = `listener ${opts.host}:${opts.port}`;
     // One reuseport group per port: a new daemon joins it during an upgrade (the eBPF lookup and the
     // kernel pick a member), and a member that closes hands its queued connections on (tcp_migrate_req).
-    const fd = rawSocket(what, [
-      [SOL_SOCKET, SO_REUSEADDR, 'SO_REUSEADDR'],
-      [SOL_SOCKET, SO_REUSEPORT, 'SO_REUSEPORT'],
-      [SOL_IP, IP_TRANSPARENT, 'IP_TRANSPARENT'],
-    ]);
-    bindFd(fd, opts.host, opts.port, what);
+    const fd = listeningSocket(opts.host, opts.port, what);
     if ((c.listen(fd, LISTEN_BACKLOG) as number) !== 0) {
       const e = errno();
       c.close(fd);
@@ -97,12 +144,19 @@ export class TransparentSocketFactory implements SocketFactory {
   }
 
   connect(dst: SocketAddress, srcIp: string | undefined, signal: AbortSignal): Promise<net.Socket> {
-    const what = `upstream ${srcIp ?? '*'} -> ${dst.ip}:${dst.port}`;
+    const what = `upstream ${srcIp ?? '*'} -> ${formatAddress(dst)}`;
+    const family = ipFamily(dst.ip);
+    // A source of the other family cannot be kept (a hostile CONNECT could ask for one): refuse, never
+    // send from the node's own address instead.
+    if (srcIp !== undefined && ipFamily(srcIp) !== family) {
+      return Promise.reject(new ProxyError('PROXY_UPSTREAM_CONNECT', `${what}: source and destination are of different IP families`));
+    }
     let fd: number;
     try {
-      fd = rawSocket(what, [
-        [SOL_IP, IP_TRANSPARENT, 'IP_TRANSPARENT'],
+      fd = rawSocket(what, family, [
+        transparent(family),
         [SOL_SOCKET, SO_MARK, 'SO_MARK'],
+        // Level SOL_IP for both families: the kernel reads it from the IPv4 options of any inet socket.
         [SOL_IP, IP_BIND_ADDRESS_NO_PORT, 'IP_BIND_ADDRESS_NO_PORT'],
       ]);
       if (srcIp !== undefined) bindFd(fd, srcIp, 0, what);

@@ -1,14 +1,16 @@
 // CONNECT request headers as ztunnel sends them, and parsing of what arrives.
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
+import { formatHostPort, normalIp } from '../model/address.js';
 
 export interface SocketAddress {
   readonly ip: string;
   readonly port: number;
 }
 
+/** "ip:port", or RFC 3986 "[v6]:port". */
 export function formatAddress(a: SocketAddress): string {
-  return isIP(a.ip) === 6 ? `[${a.ip}]:${a.port}` : `${a.ip}:${a.port}`;
+  return formatHostPort(a.ip, a.port);
 }
 
 /** Parses "ip:port" or "[v6]:port"; undefined for anything else (host names are not accepted). */
@@ -16,11 +18,12 @@ export function parseAuthority(authority: string | undefined): SocketAddress | u
   if (authority === undefined) return undefined;
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(authority);
   if (m === null) return undefined;
-  const ip = m[1] ?? m[2] ?? '';
+  const text = m[1] ?? m[2] ?? '';
   const port = Number(m[3]);
-  const family = isIP(ip);
+  const family = isIP(text);
   if (family === 0 || (m[1] !== undefined && family !== 6) || port < 1 || port > 65535) return undefined;
-  return { ip, port };
+  // One spelling per address: [::FFFF:10.0.0.1] and [FD00::0001] name what 10.0.0.1 and fd00::1 do.
+  return { ip: normalIp(text), port };
 }
 
 export interface BaggageFields {

@@ -9,6 +9,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Certificates } from '../identity/cert-manager.js';
 import type { Svid } from '../identity/svid.js';
+import { normalIp } from '../model/address.js';
 import {
   CONNECTION_WINDOW_BYTES,
   MAX_SESSION_MEMORY_MB,
@@ -64,10 +65,6 @@ function connectionKey(s: Pick<Socket, 'remoteAddress' | 'remotePort' | 'localAd
   return `${s.remoteAddress ?? ''}:${s.remotePort ?? 0}>${s.localAddress ?? ''}:${s.localPort ?? 0}`;
 }
 
-export function unmapIPv4(ip: string | undefined): string {
-  return ip?.startsWith('::ffff:') === true ? ip.slice(7) : (ip ?? '');
-}
-
 export class HboneServer {
   readonly #opts: HboneServerOptions;
   readonly #servers = new Map<string, http2.Http2SecureServer>();
@@ -95,10 +92,10 @@ export class HboneServer {
       socket.destroy();
       return;
     }
-    const localIp = unmapIPv4(socket.localAddress);
+    const localIp = normalIp(socket.localAddress);
     const identity = identityFor(localIp);
     if (identity === undefined) {
-      logger.warn({ dst: localIp, src: socket.remoteAddress }, 'hbone connection to an address with no local workload');
+      logger.warn({ dst: localIp, src: normalIp(socket.remoteAddress) }, 'hbone connection to an address with no local workload');
       socket.resetAndDestroy();
       return;
     }
@@ -117,7 +114,7 @@ export class HboneServer {
     const key = connectionKey(socket);
     const deadline = setTimeout(() => {
       if (!this.#handshaking.has(key)) return;
-      logger.info({ src: socket.remoteAddress, dst: localIp }, 'hbone tls handshake did not finish in time');
+      logger.info({ src: normalIp(socket.remoteAddress), dst: localIp }, 'hbone tls handshake did not finish in time');
       socket.destroy();
     }, this.#opts.timeouts.handshakeMs);
     deadline.unref();
@@ -156,7 +153,7 @@ export class HboneServer {
     // A client certificate that fails verification is dropped by Node without an error of its own (the
     // event says "socket hang up"); the verification result is on the socket.
     server.on('tlsClientError', (err, sock) =>
-      logger.info({ err: sock.authorizationError ?? err.message, src: sock.remoteAddress, identity }, 'hbone tls handshake failed'),
+      logger.info({ err: sock.authorizationError ?? err.message, src: normalIp(sock.remoteAddress), identity }, 'hbone tls handshake failed'),
     );
     server.on('secureConnection', (tlsSocket: TLSSocket) => {
       const key = connectionKey(tlsSocket);
@@ -168,7 +165,7 @@ export class HboneServer {
       const peer = peerIdentity(session.socket as unknown as TLSSocket);
       if (!inTrustDomain(peer, trustDomain)) {
         logger.warn(
-          { peer: peer ?? null, src: session.socket.remoteAddress, identity },
+          { peer: peer ?? null, src: normalIp(session.socket.remoteAddress), identity },
           'hbone peer has no SPIFFE identity in our trust domain',
         );
         session.destroy();
@@ -194,8 +191,8 @@ export class HboneServer {
   ): void {
     stream.on('error', (err) => this.#opts.logger.debug({ err: err.message }, 'hbone stream error'));
     const sock = session.socket;
-    const src = { ip: unmapIPv4(sock.remoteAddress), port: sock.remotePort ?? 0 };
-    const addressed = unmapIPv4(sock.localAddress);
+    const src = { ip: normalIp(sock.remoteAddress), port: sock.remotePort ?? 0 };
+    const addressed = normalIp(sock.localAddress);
     const authority = headers[':authority'];
     const refuse = (reason: string): void => {
       this.#opts.onRefused?.({ status: 400, reason, peerIdentity: peer, src, authority });

@@ -1,8 +1,6 @@
 // The lab: a multi-node cluster of network namespaces on one machine, never linked to the host's own
-// namespace. A fabric netns holds a bridge (172.18.0.1/24); each node netns has eth0 on it; each pod netns
-// has a /32 address, a veth to its node (proxy ARP, Calico style) and a default route through it. One
-// daemon per node (eBPF capture) and a standalone CA in the fabric netns. `down` removes all of it, also
-// after a crash, by name prefix.
+// namespace (src/lab/network.ts builds it, IPv4 or dual stack). One daemon per node (eBPF capture) and a
+// standalone CA in the fabric netns. `down` removes all of it, also after a crash, by name prefix.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,8 +9,9 @@ import { originalsFile } from '../datapath/node-config.js';
 import { CA_AUDIENCE } from '../identity/node-authenticator.js';
 import { apiUrl } from './control-plane.js';
 import { accountKubeconfig, labControlPlaneLayout, loadLabObjects, podKubeconfig, podToken, startLabControlPlane, ztunnelPodName, type LabKube } from './kube-lab.js';
+import { buildNetwork } from './network.js';
 import { FABRIC_BRIDGE_IP, FABRIC_NETNS, NETNS_PREFIX, SERVICE_CIDR, planLab, type LabNode, type LabPod } from './plan.js';
-import { LabError, alive, inNetns, nsArgs, run, spawnDetachedIn } from './shell.js';
+import { LabError, alive, nsArgs, run, spawnDetachedIn } from './shell.js';
 
 export const LAB_DIR = process.env['ZTUNNEL_LAB_DIR'] ?? '/run/ztunnel-ts-lab';
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
@@ -33,7 +32,7 @@ export interface LabState {
 export interface LabStatus {
   nodes: { name: string; netns: string; ip: string; pid: number; ready: boolean }[];
   waypoints: { pod: string; pid: number; ready: boolean }[];
-  pods: { namespace: string; name: string; node: string; ip: string; netns: string }[];
+  pods: { namespace: string; name: string; node: string; ip: string; ips: readonly string[]; netns: string }[];
   /** With `lab up --kube`: the control plane's processes. */
   controlPlane?: { api: string; etcd: number; apiserver: number; controllerManager: number; running: boolean };
 }
@@ -45,10 +44,6 @@ export function labNetns(): string[] {
     .split('\n')
     .map((l) => l.split(' ')[0] ?? '')
     .filter((n) => n.startsWith(NETNS_PREFIX));
-}
-
-function sysctl(netns: string, key: string, value: string): void {
-  inNetns(netns, 'sysctl', ['-qw', `${key}=${value}`]);
 }
 
 function spawnIn(netns: string, args: string[], log: string, nodeArgs: readonly string[] = []): number {
@@ -84,11 +79,15 @@ export interface UpOptions {
   readonly nodeArgs?: readonly string[];
   /** A real control plane in the fabric namespace holds the objects; everything runs in --kube mode. */
   readonly kube?: boolean;
+  /** Every node and pod gets an IPv6 address beside its IPv4 one (file mode). */
+  readonly dualStack?: boolean;
 }
 
 export async function labUp(manifestPath: string, opts: UpOptions = {}): Promise<LabState> {
   if (readLabState() !== undefined || labNetns().length > 0) throw new LabError('a lab is already up (or left over): run `ztunnel-ts lab down` first');
-  const plan = planLab(manifestPath);
+  // The lab's control plane serves single-stack Services (one --service-cluster-ip-range) for now.
+  if (opts.dualStack === true && opts.kube === true) throw new LabError('lab up --dual-stack runs in file mode; with --kube it is not supported yet');
+  const plan = planLab(manifestPath, { dualStack: opts.dualStack === true });
   mkdirSync(LAB_DIR, { recursive: true, mode: 0o700 });
   const manifests = join(LAB_DIR, 'manifests.yaml');
   writeFileSync(manifests, plan.manifestText);
@@ -153,44 +152,6 @@ export async function labUp(manifestPath: string, opts: UpOptions = {}): Promise
   } catch (err) {
     await labDown();
     throw err;
-  }
-}
-
-function buildNetwork(nodes: readonly LabNode[], pods: readonly LabPod[]): void {
-  run('ip', ['netns', 'add', FABRIC_NETNS]);
-  run('ip', ['-n', FABRIC_NETNS, 'link', 'set', 'lo', 'up']);
-  run('ip', ['-n', FABRIC_NETNS, 'link', 'add', 'br0', 'type', 'bridge']);
-  run('ip', ['-n', FABRIC_NETNS, 'addr', 'add', `${FABRIC_BRIDGE_IP}/24`, 'dev', 'br0']);
-  run('ip', ['-n', FABRIC_NETNS, 'link', 'set', 'br0', 'up']);
-  for (const n of nodes) {
-    run('ip', ['netns', 'add', n.netns]);
-    // Both ends are created inside lab namespaces: nothing touches the host's own namespace.
-    run('ip', ['-n', FABRIC_NETNS, 'link', 'add', n.fabricIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', n.netns]);
-    run('ip', ['-n', FABRIC_NETNS, 'link', 'set', n.fabricIf, 'master', 'br0', 'up']);
-    run('ip', ['-n', n.netns, 'link', 'set', 'lo', 'up']);
-    run('ip', ['-n', n.netns, 'addr', 'add', `${n.ip}/24`, 'dev', 'eth0']);
-    run('ip', ['-n', n.netns, 'link', 'set', 'eth0', 'up']);
-    sysctl(n.netns, 'net.ipv4.ip_forward', '1');
-    // Service VIPs have no owner (no kube-proxy). A route for them lets the pods' proxy ARP answer, so captured
-    // connections to a VIP reach the tc hook; uncaptured ones end at the fabric, which has no route onward.
-    run('ip', ['-n', n.netns, 'route', 'add', SERVICE_CIDR, 'via', FABRIC_BRIDGE_IP]);
-    for (const other of nodes) {
-      if (other !== n) run('ip', ['-n', n.netns, 'route', 'add', other.podCidr, 'via', other.ip]);
-    }
-    // Pods that run lab processes (waypoints) reach the CA on the fabric, and its answers come back.
-    run('ip', ['-n', FABRIC_NETNS, 'route', 'add', n.podCidr, 'via', n.ip]);
-  }
-  for (const p of pods) {
-    const node = nodes.find((n) => n.name === p.node) as LabNode;
-    run('ip', ['netns', 'add', p.netns]);
-    run('ip', ['-n', node.netns, 'link', 'add', p.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', p.netns]);
-    run('ip', ['-n', node.netns, 'link', 'set', p.hostIf, 'up']);
-    sysctl(node.netns, `net.ipv4.conf.${p.hostIf}.proxy_arp`, '1');
-    run('ip', ['-n', node.netns, 'route', 'add', `${p.ip}/32`, 'dev', p.hostIf]);
-    run('ip', ['-n', p.netns, 'link', 'set', 'lo', 'up']);
-    run('ip', ['-n', p.netns, 'addr', 'add', `${p.ip}/32`, 'dev', 'eth0']);
-    run('ip', ['-n', p.netns, 'link', 'set', 'eth0', 'up']);
-    run('ip', ['-n', p.netns, 'route', 'add', 'default', 'dev', 'eth0']);
   }
 }
 
@@ -270,7 +231,7 @@ export function labStatus(): LabStatus {
   return {
     nodes: state.nodes.map((n) => ({ name: n.name, netns: n.netns, ip: n.ip, pid: n.pid, ready: alive(n.pid) && logHas(n.log, 'ztunnel-ts ready') })),
     waypoints: (state.waypoints ?? []).map((w) => ({ pod: w.pod, pid: w.pid, ready: alive(w.pid) && logHas(w.log, 'waypoint ready') })),
-    pods: state.pods.map((p) => ({ namespace: p.namespace, name: p.name, node: p.node, ip: p.ip, netns: p.netns })),
+    pods: state.pods.map((p) => ({ namespace: p.namespace, name: p.name, node: p.node, ip: p.ip, ips: p.ips ?? [p.ip], netns: p.netns })),
     ...(state.kube === undefined
       ? {}
       : { controlPlane: { api: apiUrl(labControlPlaneLayout(state.kube.dir)), ...state.kube.pids, running: Object.values(state.kube.pids).every(alive) } }),

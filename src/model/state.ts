@@ -7,6 +7,21 @@ export interface StateEvents {
   change: [snapshot: Snapshot];
 }
 
+/**
+ * The workloads behind a selector-less Service's EndpointSlices; a dual-stack pod is listed in a slice of
+ * each family, and is one endpoint (its first slice's conditions).
+ */
+function sliceWorkloads(s: Service, byIp: ReadonlyMap<string, Workload>): Workload[] {
+  const seen = new Set<string>();
+  return s.sliceEndpoints.flatMap(({ ip, health }) => {
+    // The slice's conditions speak for the endpoint; its pod (if any) for who it is.
+    const w = byIp.get(ip);
+    if (w === undefined || seen.has(w.uid)) return [];
+    seen.add(w.uid);
+    return [{ ...w, health }];
+  });
+}
+
 export class State extends EventEmitter<StateEvents> {
   #snapshot: Snapshot = EMPTY_SNAPSHOT;
   #byIp = new Map<string, Workload>();
@@ -24,7 +39,7 @@ export class State extends EventEmitter<StateEvents> {
     const byIp = new Map<string, Workload>();
     const byIdentity = new Map<string, Workload[]>();
     for (const w of snapshot.workloads) {
-      byIp.set(w.ip, w);
+      for (const ip of w.ips) byIp.set(ip, w);
       const list = byIdentity.get(w.identity) ?? [];
       list.push(w);
       byIdentity.set(w.identity, list);
@@ -32,16 +47,12 @@ export class State extends EventEmitter<StateEvents> {
     const byVip = new Map<string, Service>();
     const endpoints = new Map<string, Workload[]>();
     for (const s of snapshot.services) {
-      if (s.vip !== undefined) byVip.set(s.vip, s);
+      for (const vip of s.vips) byVip.set(vip, s);
       const selector = s.selector;
       endpoints.set(
         s.uid,
         selector === undefined
-          ? s.sliceEndpoints.flatMap(({ ip, health }) => {
-              // The slice's conditions speak for the endpoint; its pod (if any) for who it is.
-              const w = byIp.get(ip);
-              return w === undefined ? [] : [{ ...w, health }];
-            })
+          ? sliceWorkloads(s, byIp)
           : snapshot.workloads.filter((w) => w.namespace === s.namespace && labelsMatch(selector, w.labels)),
       );
     }

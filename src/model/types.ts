@@ -26,7 +26,10 @@ export interface Workload {
   readonly name: string;
   readonly namespace: string;
   readonly node: string;
+  /** Its primary address (status.podIP). */
   readonly ip: string;
+  /** Every address (status.podIPs): one per family on a dual-stack pod; ips[0] is ip. */
+  readonly ips: readonly string[];
   readonly serviceAccount: string;
   /** SPIFFE URI of the workload's identity. */
   readonly identity: string;
@@ -56,7 +59,10 @@ export interface Service {
   readonly uid: string;
   readonly name: string;
   readonly namespace: string;
+  /** Its primary cluster IP (spec.clusterIP). */
   readonly vip: string | undefined;
+  /** Every cluster IP (spec.clusterIPs): one per family of a dual-stack Service; vips[0] is vip. */
+  readonly vips: readonly string[];
   readonly ports: readonly ServicePort[];
   /** undefined: endpoints are not managed by a selector (see endpointIps). */
   readonly selector: Labels | undefined;
@@ -128,7 +134,10 @@ export interface HttpRoute {
 
 export interface NodeInfo {
   readonly name: string;
+  /** Its first InternalIP. */
   readonly ip: string | undefined;
+  /** Every InternalIP (one per family on a dual-stack node). */
+  readonly ips: readonly string[];
   readonly locality: Locality;
 }
 

@@ -5,6 +5,7 @@ import type net from 'node:net';
 import type { AuthzDecision, AuthzRequest } from '../authz/hook.js';
 import type { HboneRequest } from '../hbone/server.js';
 import { formatAddress, type SocketAddress } from '../hbone/headers.js';
+import { normalIp } from '../model/address.js';
 import type { Workload } from '../model/types.js';
 import { ConnectionRecord } from '../telemetry/access-log.js';
 import { copyBidirectional, type CopyProgress } from './copy.js';
@@ -143,7 +144,7 @@ export class InboundProxy {
   /** Plaintext from outside the mesh, captured on its way to a local pod (port 15006). */
   handlePlaintext(client: net.Socket, origDst: SocketAddress): void {
     client.on('error', () => undefined);
-    const src = { ip: client.remoteAddress ?? '', port: client.remotePort ?? 0 };
+    const src = { ip: normalIp(client.remoteAddress), port: client.remotePort ?? 0 };
     const record = new ConnectionRecord(this.#pi.telemetry, {
       direction: 'inbound',
       src,

@@ -1,5 +1,6 @@
 // The outbound routing decision, made before any I/O: where a captured connection goes and how.
 import type { SocketAddress } from '../hbone/headers.js';
+import { ipFamily, ipOfFamily, type IpFamily } from '../model/address.js';
 import type { State } from '../model/state.js';
 import type { Service, Workload } from '../model/types.js';
 import { NO_POLICY, type Choice, type ChoiceClient, type EndpointVerdict } from './endpoint-choice.js';
@@ -77,7 +78,8 @@ function viaWaypoint(ctx: OutboundContext, src: Workload, waypoint: string, dst:
   return {
     kind: 'hbone',
     target: dst,
-    nextHop: { ip: pod.ip, port: ctx.hbonePort },
+    // The waypoint's address of the family the client used, where it has one.
+    nextHop: { ip: ipOfFamily(pod.ips, ipFamily(dst.ip)) ?? pod.ip, port: ctx.hbonePort },
     dstIdentities: [pod.identity],
     dstWorkload: pod,
     service,
@@ -87,22 +89,28 @@ function viaWaypoint(ctx: OutboundContext, src: Workload, waypoint: string, dst:
 }
 
 function viaService(ctx: OutboundContext, src: Workload, service: Service, dst: SocketAddress): OutboundRequest {
-  const choice = chooseServiceEndpoint(ctx.state, ctx.endpoints ?? new EndpointPicker(), service, dst.port, clientOf(ctx, src));
+  // A dual-stack Service: the endpoint's address of the family of the cluster IP the client used.
+  const family = ipFamily(dst.ip);
+  const choice = chooseServiceEndpoint(ctx.state, ctx.endpoints ?? new EndpointPicker(), service, dst.port, clientOf(ctx, src), family);
   if (choice === undefined) {
     return { kind: 'reject', reason: `service ${service.uid} has no port ${dst.port}`, flag: 'NO_SERVICE_PORT' };
   }
   if (!choice.ok) return { kind: 'reject', reason: `service ${service.uid}: ${choice.reason}`, flag: 'NO_HEALTHY_UPSTREAM', considered: choice.verdicts };
-  return { ...toWorkload(ctx, choice.endpoint, { ip: choice.endpoint.ip, port: choice.value }, service), considered: choice.verdicts };
+  const ip = ipOfFamily(choice.endpoint.ips, family) ?? choice.endpoint.ip;
+  return { ...toWorkload(ctx, choice.endpoint, { ip, port: choice.value }, service), considered: choice.verdicts };
 }
 
 /**
  * The endpoint of service for a connection to its port (the value is the target port on the chosen pod);
- * undefined when the service has no such port. The daemon, the waypoint and `route check` all decide here.
+ * undefined when the service has no such port. With family, only endpoints with an address of that family
+ * are candidates (an IPv6 client of a dual-stack Service reaches its pods over IPv6). The daemon, the
+ * waypoint and `route check` all decide here.
  */
-export function chooseServiceEndpoint(state: State, picker: EndpointPicker, service: Service, port: number, client: ChoiceClient): Choice<number> | undefined {
+export function chooseServiceEndpoint(state: State, picker: EndpointPicker, service: Service, port: number, client: ChoiceClient, family?: IpFamily): Choice<number> | undefined {
   const sp = service.ports.find((p) => p.port === port);
   if (sp === undefined) return undefined;
   const candidates = state.endpointsOf(service).flatMap((w) => {
+    if (family !== undefined && ipOfFamily(w.ips, family) === undefined) return [];
     const target = typeof sp.targetPort === 'number' ? sp.targetPort : w.namedPorts[sp.targetPort];
     return target === undefined ? [] : [{ endpoint: w, value: target }];
   });
@@ -123,7 +131,8 @@ function toWorkload(
   return {
     kind: 'hbone',
     target,
-    nextHop: { ip: workload.ip, port: ctx.hbonePort },
+    // HBONE to the address the connection is for (of its family), as the destination node captures both.
+    nextHop: { ip: workload.ips.includes(target.ip) ? target.ip : workload.ip, port: ctx.hbonePort },
     dstIdentities: [workload.identity],
     dstWorkload: workload,
     service,

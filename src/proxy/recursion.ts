@@ -2,7 +2,7 @@
 // CONNECT, inbound plaintext, same-node hand-over): a daemon that dials itself loops until it runs out
 // of descriptors. With capture, a daemon port on any captured pod's IP is the daemon's own transparent
 // listener; without it, HBONE is served on each local pod's IP:15008.
-import type { SocketAddress } from '../hbone/headers.js';
+import { formatAddress, type SocketAddress } from '../hbone/headers.js';
 import type { State } from '../model/state.js';
 
 /** Ports of the daemon itself. */
@@ -11,8 +11,8 @@ const DAEMON_PORTS: ReadonlySet<number> = new Set([15001, 15006, 15008]);
 /** Why dst is the daemon (this node's or a peer's), or undefined when it is not. */
 export function recursionReason(state: State, nodeName: string, dst: SocketAddress): string | undefined {
   if (!DAEMON_PORTS.has(dst.port)) return undefined;
-  if (dst.ip === state.node(nodeName)?.ip) return `destination ${dst.ip}:${dst.port} is the daemon itself`;
+  if (state.node(nodeName)?.ips.includes(dst.ip) === true) return `destination ${formatAddress(dst)} is the daemon itself`;
   const w = state.workloadByIp(dst.ip);
-  if (w !== undefined && w.captured) return `destination ${dst.ip}:${dst.port} is the daemon port of captured pod ${w.namespace}/${w.name}`;
+  if (w !== undefined && w.captured) return `destination ${formatAddress(dst)} is the daemon port of captured pod ${w.namespace}/${w.name}`;
   return undefined;
 }

@@ -1,7 +1,7 @@
 // Every listener and upstream socket the proxies use is made here, so the datapath can swap in
 // transparent (IP_TRANSPARENT, SO_MARK) sockets without touching the proxies.
 import net from 'node:net';
-import type { SocketAddress } from '../hbone/headers.js';
+import { formatAddress, type SocketAddress } from '../hbone/headers.js';
 import { ProxyError } from './errors.js';
 
 export interface ListenOptions {
@@ -58,7 +58,7 @@ export function connectSocket(socket: net.Socket, dst: SocketAddress, signal: Ab
     const onError = (err: Error): void => {
       cleanup();
       socket.destroy();
-      reject(new ProxyError('PROXY_UPSTREAM_CONNECT', `connect to ${dst.ip}:${dst.port}: ${err.message}`, { cause: err }));
+      reject(new ProxyError('PROXY_UPSTREAM_CONNECT', `connect to ${formatAddress(dst)}: ${err.message}`, { cause: err }));
     };
     const onAbort = (): void => {
       onError(new Error('timed out'));

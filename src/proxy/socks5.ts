@@ -4,6 +4,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import type net from 'node:net';
 import type { SocketAddress } from '../hbone/headers.js';
+import { addressFromKey, normalIp } from '../model/address.js';
 import type { ProxyInputs } from './inputs.js';
 import type { OutboundProxy } from './outbound.js';
 
@@ -48,15 +49,10 @@ export function parseSocksHandshake(buf: Buffer, greeted: boolean): Parsed | { k
   }
   if (buf.length < 4 + addrLen + 2) return { kind: 'need-more' };
   const addr = buf.subarray(4, 4 + addrLen);
-  const ip = addrLen === 4 ? [...addr].join('.') : ipv6ToString(addr);
+  // RFC 5952 form (IPv4-mapped as IPv4), as every other entry writes addresses.
+  const ip = addrLen === 4 ? [...addr].join('.') : addressFromKey(addr);
   const port = buf.readUInt16BE(4 + addrLen);
   return { kind: 'ok', dst: { ip, port }, used: 4 + addrLen + 2 };
-}
-
-function ipv6ToString(b: Buffer): string {
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i).toString(16));
-  return groups.join(':').replace(/(^|:)0(:0)+(:|$)/, '::');
 }
 
 function reply(code: number): Buffer {
@@ -87,7 +83,7 @@ export function handleSocksConnection(pi: ProxyInputs, outbound: OutboundProxy, 
   socket.on('error', () => undefined);
   socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => socket.destroy());
   const refuse = (code: number, reason: string): void => {
-    pi.logger.info({ src: socket.remoteAddress, reason }, 'socks5 request refused');
+    pi.logger.info({ src: normalIp(socket.remoteAddress), reason }, 'socks5 request refused');
     socket.end(reply(code));
   };
   const onData = (chunk: Buffer): void => {
@@ -112,7 +108,7 @@ export function handleSocksConnection(pi: ProxyInputs, outbound: OutboundProxy, 
       socket.setTimeout(0);
       const rest = buf.subarray(r.used);
       if (rest.length > 0) socket.unshift(rest);
-      const src = { ip: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+      const src = { ip: normalIp(socket.remoteAddress), port: socket.remotePort ?? 0 };
       if (!isIPv4(r.dst.ip) && !isIPv6(r.dst.ip)) return refuse(REPLY.addressTypeNotSupported, 'bad address');
       outbound.handle(socket, src, r.dst, {
         strictSource: true,

@@ -1,10 +1,28 @@
 // The subset of Kubernetes objects the daemon reads, validated so that a bad value is reported with its
 // field path instead of surfacing later as a broken connection.
-import { isIP } from 'node:net';
 import { z } from 'zod';
+import { canonicalIp, ipFamily } from '../model/address.js';
 
 const labels = z.record(z.string(), z.string());
-const ip = z.string().refine((v) => isIP(v) !== 0, { message: 'not an IP address' });
+/** An IP address, read into its canonical form (RFC 5952 for IPv6) so that every spelling matches. */
+const ip = z.string().transform((v, ctx) => {
+  const c = canonicalIp(v);
+  if (c !== undefined) return c;
+  ctx.addIssue({ code: 'custom', message: 'not an IP address' });
+  return z.NEVER;
+});
+
+/** A list of addresses with at most one of each family, as Kubernetes allows for pods and Services. */
+function oneOfEachFamily<T>(list: readonly T[], address: (item: T) => string, ctx: z.RefinementCtx): void {
+  const seen = new Set<number>();
+  list.forEach((item, i) => {
+    const a = address(item);
+    if (a === 'None') return;
+    const family = ipFamily(a);
+    if (seen.has(family)) ctx.addIssue({ code: 'custom', path: [i], message: `a second IPv${family} address (at most one of each family)` });
+    seen.add(family);
+  });
+}
 const port = z.number().int().min(1).max(65535);
 
 const metadata = z.object({
@@ -42,6 +60,11 @@ export const podSchema = z.object({
   status: z
     .object({
       podIP: ip.optional(),
+      /** Dual stack: one address of each family; podIPs[0] is podIP. */
+      podIPs: z
+        .array(z.object({ ip }))
+        .superRefine((l, ctx) => oneOfEachFamily(l, (x) => x.ip, ctx))
+        .nullish(),
       phase: z.enum(['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown']).optional(),
       conditions: z.array(z.object({ type: z.string(), status: z.enum(['True', 'False', 'Unknown']), reason: z.string().nullish(), message: z.string().nullish() })).nullish(),
     })
@@ -53,7 +76,14 @@ export const serviceSchema = z.object({
   kind: z.literal('Service'),
   metadata,
   spec: z.object({
-    clusterIP: z.union([ip, z.literal('None')]).optional(),
+    clusterIP: z.union([z.literal('None'), ip]).optional(),
+    /** Dual stack: one cluster IP of each family, in the order of ipFamilies; clusterIPs[0] is clusterIP. */
+    clusterIPs: z
+      .array(z.union([z.literal('None'), ip]))
+      .superRefine((l, ctx) => oneOfEachFamily(l, (x) => x, ctx))
+      .nullish(),
+    ipFamilies: z.array(z.enum(['IPv4', 'IPv6'])).max(2).nullish(),
+    ipFamilyPolicy: z.enum(['SingleStack', 'PreferDualStack', 'RequireDualStack']).nullish(),
     selector: labels.optional(),
     /** Kubernetes 1.31+: PreferClose; 1.33+: PreferSameZone, PreferSameNode. Others are ignored, as by kube-proxy. */
     trafficDistribution: z.string().nullish(),

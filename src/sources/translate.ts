@@ -1,4 +1,5 @@
 // The one translation from Kubernetes objects to the model, shared by local and cluster mode.
+import { canonicalIp } from '../model/address.js';
 import { identityToString } from '../model/identity.js';
 import type { HttpRoute, Labels, NamespaceInfo, NodeInfo, Service, Snapshot, StoredPolicy, Waypoint, Workload } from '../model/types.js';
 import { NO_LOCALITY, nodeLocality, podHealth, sliceEndpointHealth } from './endpoint-health.js';
@@ -122,7 +123,8 @@ function podToWorkload(
   nodes: ReadonlyMap<string, NodeInfo>,
   opts: TranslateOptions,
 ): Workload | undefined {
-  const ip = pod.status?.podIP;
+  const ips = podAddresses(pod);
+  const ip = ips[0];
   const node = pod.spec.nodeName;
   if (ip === undefined || node === undefined || pod.spec.hostNetwork === true) return undefined;
   const namespace = pod.metadata.namespace ?? 'default';
@@ -143,6 +145,7 @@ function podToWorkload(
     namespace,
     node,
     ip,
+    ips,
     serviceAccount,
     identity: identityToString({ trustDomain: opts.trustDomain, namespace, serviceAccount }),
     labels,
@@ -153,6 +156,20 @@ function podToWorkload(
     health: podHealth(pod),
     locality: nodes.get(node)?.locality ?? NO_LOCALITY,
   };
+}
+
+/** status.podIP first, then the other family's address from status.podIPs (dual stack). */
+function podAddresses(pod: PodObject): string[] {
+  const primary = pod.status?.podIP ?? pod.status?.podIPs?.[0]?.ip;
+  if (primary === undefined) return [];
+  return [primary, ...(pod.status?.podIPs ?? []).map((p) => p.ip).filter((ip) => ip !== primary)];
+}
+
+/** spec.clusterIP first, then the rest of spec.clusterIPs; none for a headless Service. */
+function clusterAddresses(svc: ServiceObject): string[] {
+  const primary = svc.spec.clusterIP ?? svc.spec.clusterIPs?.[0];
+  if (primary === undefined || primary === 'None') return [];
+  return [primary, ...(svc.spec.clusterIPs ?? []).filter((ip) => ip !== primary && ip !== 'None')];
 }
 
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
@@ -170,15 +187,19 @@ function serviceToModel(
       ? []
       : slices
           .filter((s) => (s.metadata.namespace ?? 'default') === namespace && s.metadata.labels?.[SERVICE_NAME_LABEL] === svc.metadata.name && s.addressType !== 'FQDN')
-          .flatMap((s) => (s.endpoints ?? []).flatMap((e) => e.addresses.map((ip) => ({ ip, health: sliceEndpointHealth(e) }))));
+          .flatMap((s) => (s.endpoints ?? []).flatMap((e) => e.addresses.flatMap((text) => {
+            const ip = canonicalIp(text);
+            return ip === undefined ? [] : [{ ip, health: sliceEndpointHealth(e) }];
+          })));
   const distribution = svc.spec.trafficDistribution;
   const affinity = svc.spec.sessionAffinity === 'ClientIP';
-  const clusterIP = svc.spec.clusterIP;
+  const vips = clusterAddresses(svc);
   return {
     uid: `${namespace}/${svc.metadata.name}`,
     name: svc.metadata.name,
     namespace,
-    vip: clusterIP === undefined || clusterIP === 'None' ? undefined : clusterIP,
+    vip: vips[0],
+    vips,
     ports: svc.spec.ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.targetPort ?? p.port, appProtocol: p.appProtocol })),
     selector: svc.spec.selector,
     sliceEndpoints,
@@ -249,6 +270,7 @@ function httpRouteToModel(route: HttpRouteObject, origin: string): HttpRoute {
 }
 
 function nodeInfo(node: NodeObject): NodeInfo {
-  const internal = node.status?.addresses?.find((a) => a.type === 'InternalIP');
-  return { name: node.metadata.name, ip: internal?.address, locality: nodeLocality(node) };
+  // A dual-stack node lists an InternalIP of each family.
+  const ips = (node.status?.addresses ?? []).filter((a) => a.type === 'InternalIP').flatMap((a) => canonicalIp(a.address) ?? []);
+  return { name: node.metadata.name, ip: ips[0], ips, locality: nodeLocality(node) };
 }

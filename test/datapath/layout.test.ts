@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { STAT_NAMES, encodeConfig, ipKey } from '../../src/datapath/capture-program.js';
+import { STAT_NAMES, encodeConfig, encodePodAddrs, ipKey } from '../../src/datapath/capture-program.js';
 
 const header = readFileSync(fileURLToPath(new URL('../../../bpf/lib/maps.h', import.meta.url)), 'utf8');
 
@@ -21,7 +21,23 @@ t.test('counter names follow enum capture_stat', async (t) => {
   t.same(names, [...STAT_NAMES]);
 });
 
-t.test('map keys are IPv4 addresses in network byte order', async (t) => {
-  t.same([...ipKey('10.244.1.5')], [10, 244, 1, 5]);
-  t.throws(() => ipKey('fd00::1'), { code: 'DATAPATH_MAP' });
+t.test('struct addr_key: 16 bytes, IPv6 as is and IPv4 as IPv4-mapped, network byte order', async (t) => {
+  t.match(header, /struct addr_key \{\s*__u32 a\[4\];\s*\}/);
+  t.same([...ipKey('10.244.1.5')], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 244, 1, 5]);
+  t.same([...ipKey('::ffff:10.244.1.5')], [...ipKey('10.244.1.5')], 'an IPv4-mapped spelling is the same key');
+  t.same([...ipKey('fd00:10:244:1::10')], [0xfd, 0, 0, 0x10, 0x02, 0x44, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x10]);
+  t.same([...ipKey('FD00:10:244:1:0:0:0:10')], [...ipKey('fd00:10:244:1::10')], 'any IPv6 spelling is the same key');
+  t.throws(() => ipKey('not-an-ip'), { code: 'DATAPATH_MAP' });
+  t.throws(() => ipKey('10.0.0.0/8'), { code: 'DATAPATH_MAP' });
+});
+
+t.test('struct pod_addrs: the IPv4 address (4 bytes), then the IPv6 address (16), zero where there is none', async (t) => {
+  t.match(header, /struct pod_addrs \{\s*__u32 ip4;[^\n]*\n\s*__u32 ip6\[4\];\s*\}/);
+  const dual = encodePodAddrs(['10.244.1.10', 'fd00:10:244:1::10']);
+  t.equal(dual.length, 20);
+  t.same([...dual.subarray(0, 4)], [10, 244, 1, 10]);
+  t.same([...dual.subarray(4)], [...ipKey('fd00:10:244:1::10')]);
+  t.same([...encodePodAddrs(['fd00::5']).subarray(0, 4)], [0, 0, 0, 0], 'an IPv6-only pod: no IPv4 address');
+  t.same([...encodePodAddrs(['10.0.0.1']).subarray(4)], new Array(16).fill(0), 'an IPv4-only pod: no IPv6 address');
+  t.throws(() => encodePodAddrs(['10.0.0.1', '10.0.0.2']), { code: 'DATAPATH_MAP' }, 'two of one family is refused');
 });

@@ -56,7 +56,7 @@ export async function startControlPlane(): Promise<ControlPlane> {
   const [etcdBin, apiserverBin, kubectlBin, kcmBin] = (['etcd', 'kube-apiserver', 'kubectl', 'kube-controller-manager'] as const).map(goTool);
   const layout: ControlPlaneLayout = {
     dir: mkdtempSync(join(tmpdir(), 'ztunnel-ts-k8s-')), apiHost: '127.0.0.1',
-    apiPort: await freePort(), etcdPort: await freePort(), etcdPeerPort: await freePort(), controllerManagerPort: await freePort(), serviceCidr: '10.96.0.0/16',
+    apiPort: await freePort(), etcdPort: await freePort(), etcdPeerPort: await freePort(), controllerManagerPort: await freePort(), serviceCidr: '10.96.0.0/16,fd00:10:96::/108',
   };
   const { dir } = layout;
   const etcdUrl = etcdUrlOf(layout);

@@ -85,7 +85,7 @@ t.test('a real control plane', { skip: controlPlaneSkipReason() ?? false }, asyn
     for (const f of readdirSync(crds).sort()) cp.kubectl(['apply', '--server-side', '-f', join(crds, f)]);
     cp.kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '--all']);
     // The examples need their namespaces.
-    for (const f of ['demo/cluster.yaml', 'loopback/mesh.yaml', 'waypoint/bookinfo.yaml', 'waypoint/cluster.yaml', 'locality/zones.yaml', 'policies.yaml']) {
+    for (const f of ['demo/cluster.yaml', 'loopback/mesh.yaml', 'waypoint/bookinfo.yaml', 'waypoint/cluster.yaml', 'locality/zones.yaml', 'dual-stack/cluster.yaml', 'policies.yaml']) {
       const text = readFileSync(join(MANIFESTS, 'examples', f), 'utf8');
       const docs = text.split(/^---$/m);
       // A dry run creates nothing, so the namespaces and service accounts the pods need go in for real.

@@ -13,7 +13,7 @@ const TERMINATING_GONE: EndpointHealth = { ready: false, serving: false, termina
 
 function pod(name: string, node: string, zone: string | undefined, health = READY, region: string | undefined = 'r1'): Workload {
   return {
-    uid: `app/${name}`, name, namespace: 'app', node, ip: `10.0.0.${name.length}`, serviceAccount: 'sa', identity: `spiffe://td/ns/app/sa/sa`,
+    uid: `app/${name}`, name, namespace: 'app', node, ip: `10.0.0.${name.length}`, ips: [`10.0.0.${name.length}`], serviceAccount: 'sa', identity: `spiffe://td/ns/app/sa/sa`,
     labels: {}, captured: true, namedPorts: {}, waypoint: undefined, implementsWaypoint: undefined, health, locality: { region, zone },
   };
 }

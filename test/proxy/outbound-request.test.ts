@@ -51,3 +51,73 @@ t.test('regression: connections to a daemon port loop back into a daemon and are
   );
   t.match(buildOutboundRequest({ ...ctx, state: viaService }, client, { ip: vip(plan), port: 80 }), { kind: 'reject', flag: 'RECURSION' }, 'a service whose target port is 15008');
 });
+
+t.test('dual stack: the endpoint address of the family the client used, HBONE to it', async (t) => {
+  const manifests = `apiVersion: v1
+kind: Namespace
+metadata: { name: app, labels: { istio.io/dataplane-mode: ambient } }
+---
+apiVersion: v1
+kind: Node
+metadata: { name: node-1 }
+status: { addresses: [{ type: InternalIP, address: 172.18.0.11 }, { type: InternalIP, address: "fd00:172:18::11" }] }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: client, namespace: app }
+spec: { nodeName: node-1, containers: [{ name: c }] }
+status: { podIP: 10.244.1.10, podIPs: [{ ip: 10.244.1.10 }, { ip: "fd00:10:244:1::10" }] }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: dual, namespace: app, labels: { app: web } }
+spec: { nodeName: node-2, containers: [{ name: c }] }
+status: { podIP: 10.244.2.10, podIPs: [{ ip: 10.244.2.10 }, { ip: "FD00:10:244:2:0::10" }] }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: v4only, namespace: app, labels: { app: web } }
+spec: { nodeName: node-2, containers: [{ name: c }] }
+status: { podIP: 10.244.2.11 }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: app }
+spec:
+  ipFamilyPolicy: PreferDualStack
+  clusterIP: 10.96.0.30
+  clusterIPs: [10.96.0.30, "fd00:10:96::30"]
+  selector: { app: web }
+  ports: [{ port: 80, targetPort: 8080 }]
+`;
+  const s = new State();
+  s.replace(translate(parseManifestText('dual.yaml', manifests), { trustDomain: 'cluster.local' }));
+  const me = s.workloadByIp('fd00:10:244:1::10');
+  t.equal(me?.name, 'client', 'a pod is found by either of its addresses');
+  t.same(me?.ips, ['10.244.1.10', 'fd00:10:244:1::10']);
+  t.same(s.workloadByIp('10.244.2.10')?.ips, ['10.244.2.10', 'fd00:10:244:2::10'], 'addresses are read in RFC 5952 form');
+  t.equal(s.serviceByVip('fd00:10:96::30')?.uid, 'app/web', 'a Service is found by either cluster IP');
+  const dctx = { state: s, nodeName: 'node-1', hbonePort: 15008, endpoints: new EndpointPicker({ random: () => 0 }) };
+  for (let i = 0; i < 10; i++) {
+    t.match(
+      buildOutboundRequest(dctx, me!, { ip: 'fd00:10:96::30', port: 80 }),
+      { kind: 'hbone', target: { ip: 'fd00:10:244:2::10', port: 8080 }, nextHop: { ip: 'fd00:10:244:2::10', port: 15008 }, dstWorkload: { name: 'dual' } },
+      'over IPv6 only the pod with an IPv6 address is a candidate, reached at it',
+    );
+  }
+  const picked = new Set<string>();
+  for (let i = 0; i < 20; i++) {
+    const r = buildOutboundRequest({ ...dctx, endpoints: new EndpointPicker() }, me!, { ip: '10.96.0.30', port: 80 });
+    if (r.kind === 'hbone') picked.add(r.target.ip);
+  }
+  t.same([...picked].sort(), ['10.244.2.10', '10.244.2.11'], 'over IPv4 both pods, at their IPv4 addresses');
+  t.match(buildOutboundRequest(dctx, me!, { ip: 'fd00:10:244:2::10', port: 9000 }), { kind: 'hbone', nextHop: { ip: 'fd00:10:244:2::10', port: 15008 } }, 'a pod addressed directly by IPv6 is reached over IPv6');
+  t.match(buildOutboundRequest(dctx, me!, { ip: 'fd00:172:18::11', port: 15008 }), { kind: 'reject', flag: 'RECURSION' }, "the node's IPv6 address is the daemon too");
+});
+
+t.test('dual-stack fields are validated, naming the field', async (t) => {
+  const bad = (status: string): (() => unknown) => () =>
+    parseManifestText('bad.yaml', `apiVersion: v1\nkind: Pod\nmetadata: { name: p, namespace: app }\nspec: { nodeName: n, containers: [{ name: c }] }\nstatus: ${status}\n`);
+  t.throws(bad('{ podIP: 10.0.0.1, podIPs: [{ ip: 10.0.0.1 }, { ip: 10.0.0.2 }] }'), { code: 'MANIFEST_FIELD', field: 'status.podIPs[1]', message: /bad\.yaml.*a second IPv4 address/ });
+  t.throws(bad('{ podIPs: [{ ip: "fd00::zz" }] }'), { code: 'MANIFEST_FIELD', field: 'status.podIPs[0].ip', message: /bad\.yaml.*not an IP address/ });
+});
