@@ -2,6 +2,7 @@
 // daemon each and eBPF capture; pods send ordinary TCP. Shows a request crossing nodes over HBONE with
 // both SPIFFE identities in the daemons' logs, then flips the namespace label live, then tears down.
 // `npm run demo -- --kube`: the same on a real control plane, the label flipped with kubectl.
+// `npm run demo -- --dual-stack`: every pod also has an IPv6 address, and the request crosses nodes over IPv6 too.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { labKubectl } from '../lab/kube-lab.js';
@@ -9,7 +10,9 @@ import { labStatus, labUp, type LabState } from '../lab/lab.js';
 import { runLabDemo, say, show, sleep } from './demo-kit.js';
 import { probeInPod as inPod, startProbeServers } from '../lab/probe-runner.js';
 
-const MANIFESTS = fileURLToPath(new URL('../../../manifests/examples/demo/cluster.yaml', import.meta.url));
+const KUBE = process.argv.includes('--kube');
+const DUAL_STACK = process.argv.includes('--dual-stack');
+const MANIFESTS = fileURLToPath(new URL(`../../../manifests/examples/${DUAL_STACK ? 'dual-stack' : 'demo'}/cluster.yaml`, import.meta.url));
 
 function lastConnections(state: LabState, node: string, since: number): Record<string, unknown>[] {
   const log = state.nodes.find((n) => n.name === node)?.log ?? '';
@@ -34,19 +37,17 @@ function setMode(state: LabState, mode: 'ambient' | 'none'): void {
   writeFileSync(state.manifests, text.replace(/istio\.io\/dataplane-mode: (ambient|none)/, `istio.io/dataplane-mode: ${mode}`));
 }
 
-const KUBE = process.argv.includes('--kube');
-
 runLabDemo('lab demo', async () => {
   say(
     KUBE
       ? '1. A lab of two nodes on a real control plane (etcd, kube-apiserver, kube-controller-manager), a CA and one daemon per node, all in --kube mode'
       : '1. A lab of two nodes (network namespaces), a standalone CA, one ztunnel-ts daemon per node with eBPF capture',
   );
-  const state = await labUp(MANIFESTS, { kube: KUBE });
+  const state = await labUp(MANIFESTS, { kube: KUBE, dualStack: DUAL_STACK });
   const s = labStatus();
   if (state.kube !== undefined) for (const line of labKubectl(state.kube, ['get', 'pods', '--all-namespaces', '-o', 'wide']).trimEnd().split('\n')) show(line);
   for (const n of s.nodes) show(`node ${n.name} ${n.ip} daemon pid ${n.pid} ${n.ready ? 'ready' : 'NOT READY'}`);
-  for (const p of s.pods) show(`pod  ${p.namespace}/${p.name} ${p.ip} on ${p.node}`);
+  for (const p of s.pods) show(`pod  ${p.namespace}/${p.name} ${p.ips.join(' ')} on ${p.node}`);
   startProbeServers(['shop/cart-local', 'shop/cart-remote', 'legacy/old-app']);
   await sleep(500);
 
@@ -59,6 +60,15 @@ runLabDemo('lab demo', async () => {
     for (const l of lastConnections(state, node, mark)) {
       show(`${node} ${String(l['direction'])}: ${String(l['src.identity'])} -> ${String(l['dst.identity'])} via ${String(l['dst.hbone_addr'])}`);
     }
+  }
+
+  if (DUAL_STACK) {
+    say('2b. The same over IPv6, to cart-remote\'s fd00:10:244:2::10, and to the Service\'s IPv6 cluster IP');
+    mark2 = lineCount(state, 'node-2');
+    show(`reply: ${inPod('shop/client', 'whoami', 'fd00:10:244:2::10', '9000')}`);
+    show(`reply: ${inPod('shop/client6', 'whoami', 'fd00:10:96::20', '90')}   (shop/client6 has an IPv6 address only)`);
+    await sleep(200);
+    for (const l of lastConnections(state, 'node-2', mark2)) show(`node-2 inbound: ${String(l['src.addr'])} ${String(l['src.identity'])} -> ${String(l['dst.hbone_addr'])}`);
   }
 
   say('3. The namespace label istio.io/dataplane-mode flips to "none", live: no restart of anything');

@@ -11,7 +11,7 @@ import {
   adminKubeconfigPath, apiServerArgs, controllerManagerArgs, etcdArgs, tokenKubeconfig, writeControlPlaneFiles, type ControlPlaneLayout,
 } from './control-plane.js';
 import { goTool } from './go-tools.js';
-import { FABRIC_BRIDGE_IP, FABRIC_NETNS, SERVICE_CIDR, type LabNode, type LabPlan } from './plan.js';
+import { FABRIC_BRIDGE_IP, FABRIC_NETNS, SERVICE_CIDR, SERVICE_CIDR6, type LabNode, type LabPlan } from './plan.js';
 import { LabError, alive, nsArgs, spawnDetachedIn } from './shell.js';
 
 const INSTALL = fileURLToPath(new URL('../../../manifests/install/', import.meta.url));
@@ -30,7 +30,9 @@ export interface LabKube {
 }
 
 export const labControlPlaneLayout = (dir: string): ControlPlaneLayout => ({
-  dir, apiHost: FABRIC_BRIDGE_IP, apiPort: 6443, etcdPort: 2379, etcdPeerPort: 2380, controllerManagerPort: 10257, serviceCidr: SERVICE_CIDR,
+  dir, apiHost: FABRIC_BRIDGE_IP, apiPort: 6443, etcdPort: 2379, etcdPeerPort: 2380, controllerManagerPort: 10257,
+  // Dual stack (IPv4 first): Services are IPv4 unless they ask for IPv6 (lab up --dual-stack gives pods both).
+  serviceCidr: `${SERVICE_CIDR},${SERVICE_CIDR6}`,
 });
 
 export const ztunnelPodName = (node: string): string => `ztunnel-${node}`;
@@ -117,19 +119,19 @@ function ztunnelPod(n: LabNode): Obj {
 function writeStatus(kube: LabKube, plan: LabPlan): void {
   const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   const condition = (type: string): Record<string, string> => ({ type, status: 'True', lastTransitionTime: now });
-  const nodeIp = new Map(plan.nodes.map((n) => [n.name, n.ip]));
-  const podIp = new Map([
-    ...plan.pods.map((p) => [`${p.namespace}/${p.name}`, p.ip] as const),
-    ...plan.nodes.map((n) => [`istio-system/${ztunnelPodName(n.name)}`, n.ip] as const),
+  const nodeIps = new Map(plan.nodes.map((n) => [n.name, [n.ip, ...(n.ip6 === undefined ? [] : [n.ip6])]]));
+  const podIps = new Map<string, readonly string[]>([
+    ...plan.pods.map((p) => [`${p.namespace}/${p.name}`, p.ips] as const),
+    ...plan.nodes.map((n) => [`istio-system/${ztunnelPodName(n.name)}`, nodeIps.get(n.name) ?? []] as const),
   ]);
   type Item = { metadata: { name: string; namespace?: string }; spec?: { nodeName?: string; containers?: { name: string; image: string }[] }; status?: Record<string, unknown> };
   const pods = (JSON.parse(labKubectl(kube, ['get', 'pods', '--all-namespaces', '-o', 'json'])) as { items: Item[] }).items;
   const podItems = pods.flatMap((p) => {
-    const ip = podIp.get(`${p.metadata.namespace ?? 'default'}/${p.metadata.name}`);
-    const hostIP = nodeIp.get(p.spec?.nodeName ?? '');
-    if (ip === undefined || hostIP === undefined) return [];
+    const ips = podIps.get(`${p.metadata.namespace ?? 'default'}/${p.metadata.name}`) ?? [];
+    const hostIps = nodeIps.get(p.spec?.nodeName ?? '') ?? [];
+    if (ips[0] === undefined || hostIps[0] === undefined) return [];
     const status = {
-      phase: 'Running', podIP: ip, podIPs: [{ ip }], hostIP, hostIPs: [{ ip: hostIP }], startTime: now,
+      phase: 'Running', podIP: ips[0], podIPs: ips.map((ip) => ({ ip })), hostIP: hostIps[0], hostIPs: hostIps.map((ip) => ({ ip })), startTime: now,
       conditions: ['PodScheduled', 'Initialized', 'ContainersReady', 'Ready'].map(condition),
       containerStatuses: (p.spec?.containers ?? []).map((c) => ({
         name: c.name, image: c.image, imageID: '', ready: true, started: true, restartCount: 0, state: { running: { startedAt: now } },
@@ -139,10 +141,11 @@ function writeStatus(kube: LabKube, plan: LabPlan): void {
   });
   const nodes = (JSON.parse(labKubectl(kube, ['get', 'nodes', '-o', 'json'])) as { items: Item[] }).items;
   const nodeItems = nodes.flatMap((n) => {
-    const ip = nodeIp.get(n.metadata.name);
-    if (ip === undefined) return [];
+    const ips = nodeIps.get(n.metadata.name) ?? [];
+    if (ips.length === 0) return [];
     const ready = { ...condition('Ready'), lastHeartbeatTime: now, reason: 'KubeletReady', message: 'the lab plays the kubelet' };
-    return [{ ...n, apiVersion: 'v1', kind: 'Node', status: { addresses: [{ type: 'InternalIP', address: ip }, { type: 'Hostname', address: n.metadata.name }], conditions: [ready] } }];
+    const addresses = [...ips.map((address) => ({ type: 'InternalIP', address })), { type: 'Hostname', address: n.metadata.name }];
+    return [{ ...n, apiVersion: 'v1', kind: 'Node', status: { addresses, conditions: [ready] } }];
   });
   const list = { apiVersion: 'v1', kind: 'List', items: [...podItems, ...nodeItems] };
   labKubectl(kube, ['replace', '--subresource=status', '-f', '-'], JSON.stringify(list));

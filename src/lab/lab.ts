@@ -79,14 +79,12 @@ export interface UpOptions {
   readonly nodeArgs?: readonly string[];
   /** A real control plane in the fabric namespace holds the objects; everything runs in --kube mode. */
   readonly kube?: boolean;
-  /** Every node and pod gets an IPv6 address beside its IPv4 one (file mode). */
+  /** Every node and pod gets an IPv6 address beside its IPv4 one. */
   readonly dualStack?: boolean;
 }
 
 export async function labUp(manifestPath: string, opts: UpOptions = {}): Promise<LabState> {
   if (readLabState() !== undefined || labNetns().length > 0) throw new LabError('a lab is already up (or left over): run `ztunnel-ts lab down` first');
-  // The lab's control plane serves single-stack Services (one --service-cluster-ip-range) for now.
-  if (opts.dualStack === true && opts.kube === true) throw new LabError('lab up --dual-stack runs in file mode; with --kube it is not supported yet');
   const plan = planLab(manifestPath, { dualStack: opts.dualStack === true });
   mkdirSync(LAB_DIR, { recursive: true, mode: 0o700 });
   const manifests = join(LAB_DIR, 'manifests.yaml');

@@ -4,6 +4,7 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { buildBaggage, forwardedFor, formatAddress, newTraceparent, type SocketAddress } from '../hbone/headers.js';
 import { HboneError } from '../hbone/errors.js';
+import { ipFamily, ipOfFamily } from '../model/address.js';
 import type { Workload } from '../model/types.js';
 import { ConnectionRecord } from '../telemetry/access-log.js';
 import { copyBidirectional, type CopyProgress } from './copy.js';
@@ -96,7 +97,7 @@ export class OutboundProxy {
       case 'hbone': {
         const s = source as Workload;
         return pool.connect({
-          key: { srcIdentity: s.identity, dstIdentities: req.dstIdentities, nextHop: req.nextHop, srcIp: src.ip },
+          key: { srcIdentity: s.identity, dstIdentities: req.dstIdentities, nextHop: req.nextHop, srcIp: outerSource(src.ip, s.ips, req.nextHop.ip) },
           authority: formatAddress(req.target),
           headers: {
             forwarded: forwardedFor(src),
@@ -120,4 +121,14 @@ function outboundFlag(err: Error): string {
     return err.code;
   }
   return flagFor(err);
+}
+
+/**
+ * The outer HBONE connection leaves from the client pod's own address of the next hop's family (a waypoint
+ * listens on its primary address, which may be of the other family than the client's connection); with
+ * none of that family, from the node's.
+ */
+export function outerSource(clientIp: string, clientIps: readonly string[], nextHopIp: string): string | undefined {
+  const family = ipFamily(nextHopIp);
+  return ipFamily(clientIp) === family ? clientIp : ipOfFamily(clientIps, family);
 }

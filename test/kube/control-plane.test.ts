@@ -168,6 +168,32 @@ t.test('a real control plane', { skip: controlPlaneSkipReason() ?? false }, asyn
     t.equal(await attempt(), 'ok');
   });
 
+  t.test('dual stack from the API server: a pod\'s podIPs and a RequireDualStack Service\'s clusterIPs reach the daemons', async (t) => {
+    cp.kubectl(['apply', '-f', '-'], `apiVersion: v1
+kind: Service
+metadata: { name: dual, namespace: app }
+spec:
+  ipFamilyPolicy: RequireDualStack
+  ipFamilies: [IPv6, IPv4]
+  selector: { app: dual }
+  ports: [{ port: 80, targetPort: 8080 }]
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: dual, namespace: app, labels: { app: dual } }
+spec: { nodeName: node-2, serviceAccountName: echo, containers: [{ name: main, image: registry.k8s.io/pause:3.10 }] }
+`);
+    t.teardown(() => void cp.kubectl(['-n', 'app', 'delete', 'service/dual', 'pod/dual', '--wait=false']));
+    const v6 = 'fd00:10:244:2::77';
+    cp.kubectl(['-n', 'app', 'patch', 'pod', 'dual', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { phase: 'Running', podIP: podIp(plan, 2, 77), podIPs: [{ ip: podIp(plan, 2, 77) }, { ip: 'FD00:10:244:2:0:0:0:77' }] } })]);
+    const assigned = (JSON.parse(cp.kubectl(['-n', 'app', 'get', 'service', 'dual', '-o', 'json'])) as { spec: { clusterIPs: string[] } }).spec.clusterIPs;
+    t.equal(assigned.length, 2, `the API server assigned a cluster IP of each family (${assigned.join(', ')})`);
+    await until('the pod by its IPv6 address', () => node1.state.workloadByIp(v6)?.name === 'dual', 5000);
+    t.same(node1.state.workloadByIp(v6)?.ips, [podIp(plan, 2, 77), v6], 'both addresses, IPv6 in RFC 5952 form');
+    await until('the service by both cluster IPs', () => assigned.every((ip) => node1.state.serviceByVip(ip)?.uid === 'app/dual'), 5000);
+    t.equal(node1.state.serviceByVip(assigned[0] ?? '')?.vip, assigned[0], 'the primary cluster IP is the first family listed (IPv6)');
+  });
+
   t.test('an AuthorizationPolicy applied with kubectl denies, and deleting it allows again', async (t) => {
     cp.kubectl(['apply', '-f', '-'], `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy

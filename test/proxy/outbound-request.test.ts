@@ -121,3 +121,11 @@ t.test('dual-stack fields are validated, naming the field', async (t) => {
   t.throws(bad('{ podIP: 10.0.0.1, podIPs: [{ ip: 10.0.0.1 }, { ip: 10.0.0.2 }] }'), { code: 'MANIFEST_FIELD', field: 'status.podIPs[1]', message: /bad\.yaml.*a second IPv4 address/ });
   t.throws(bad('{ podIPs: [{ ip: "fd00::zz" }] }'), { code: 'MANIFEST_FIELD', field: 'status.podIPs[0].ip', message: /bad\.yaml.*not an IP address/ });
 });
+
+t.test('the outer HBONE connection leaves from the client address of the next hop family', async (t) => {
+  const { outerSource } = await import('../../src/proxy/outbound.js');
+  const ips = ['10.244.1.10', 'fd00:10:244:1::10'];
+  t.equal(outerSource('fd00:10:244:1::10', ips, 'fd00:10:244:2::10'), 'fd00:10:244:1::10', 'same family: the connection source');
+  t.equal(outerSource('fd00:10:244:1::10', ips, '10.244.2.20'), '10.244.1.10', 'an IPv4 waypoint: the client pod IPv4 address');
+  t.equal(outerSource('fd00:10:244:1::99', ['fd00:10:244:1::99'], '10.244.2.20'), undefined, 'an IPv6-only client: the node address');
+});
