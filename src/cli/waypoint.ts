@@ -13,7 +13,7 @@ export function registerWaypoint(program: Command): void {
     .requiredOption('--namespace <ns>', 'namespace of that Gateway')
     .option('--service-account <sa>', 'service account of the waypoint pods (default: the Gateway name)');
   addSharedOptions(cmd, 'pod token for --ca-url (ztunnel-ts ca token --pod NAMESPACE/NAME)')
-    .option('--listen <ip:port>', 'HBONE listener (a specific IP is also the source of connections to endpoints)', '0.0.0.0:15008')
+    .option('--listen <ip:port>', 'HBONE listener, or one per address (comma-separated) of a dual-stack pod; a specific IP is also the source of connections to endpoints of its family; 0.0.0.0 listens on both families', '0.0.0.0:15008')
     .option('--admin <ip:port>', 'admin endpoint (config_dump, logging, quitquitquit, flows)', '127.0.0.1:15000')
     .option('--metrics <ip:port>', 'Prometheus endpoint', '0.0.0.0:15020')
     .option('--readiness <ip:port>', 'readiness endpoint', '0.0.0.0:15021')

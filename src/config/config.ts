@@ -29,6 +29,12 @@ function parseHostPort(v: string, ctx: z.RefinementCtx): { host: string; port: n
 
 const hostPort = z.union([z.literal(true), z.string()]).transform((v, ctx) => (v === true ? DEFAULT_SOCKS5 : parseHostPort(v, ctx)));
 export const address = (fallback: string) => z.string().default(fallback).transform(parseHostPort);
+/** One or more IP:PORT, comma-separated (a listener on each address of a dual-stack pod). */
+export const addresses = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => v.split(',').map((part) => parseHostPort(part.trim(), ctx)));
 
 export const seconds = (name: string) =>
   z.coerce.number({ error: `${name} must be a number of seconds` }).positive(`${name} must be positive`);

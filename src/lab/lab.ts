@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { originalsFile } from '../datapath/node-config.js';
 import { CA_AUDIENCE } from '../identity/node-authenticator.js';
+import { formatHostPort } from '../model/address.js';
 import { apiUrl } from './control-plane.js';
 import { accountKubeconfig, labControlPlaneLayout, loadLabObjects, podKubeconfig, podToken, startLabControlPlane, ztunnelPodName, type LabKube } from './kube-lab.js';
 import { buildNetwork } from './network.js';
@@ -138,7 +139,7 @@ export async function labUp(manifestPath: string, opts: UpOptions = {}): Promise
       const log = join(LAB_DIR, `waypoint.${p.namespace}.${p.name}.log`);
       const args = [
         'waypoint', '--name', p.waypoint.name, '--namespace', p.namespace, '--service-account', p.waypoint.serviceAccount,
-        ...source(account, join(LAB_DIR, `${p.namespace}.${p.name}.kubeconfig`)), ...caUrl, '--ca-token', token, '--listen', `${p.ip}:15008`,
+        ...source(account, join(LAB_DIR, `${p.namespace}.${p.name}.kubeconfig`)), ...caUrl, '--ca-token', token, '--listen', p.ips.map((ip) => formatHostPort(ip, 15008)).join(','),
       ];
       waypoints.push({ pod: ref, pid: spawnIn(p.netns, args, log), log });
       writeFileSync(statePath(), JSON.stringify({ ...partial, nodes, waypoints }));

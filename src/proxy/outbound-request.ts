@@ -78,8 +78,8 @@ function viaWaypoint(ctx: OutboundContext, src: Workload, waypoint: string, dst:
   return {
     kind: 'hbone',
     target: dst,
-    // The waypoint pod's primary address, where it listens; :authority carries the target of either family.
-    nextHop: { ip: pod.ip, port: ctx.hbonePort },
+    // The waypoint pod's address of the family the client used (a waypoint listens on each), else its primary.
+    nextHop: { ip: ipOfFamily(pod.ips, ipFamily(dst.ip)) ?? pod.ip, port: ctx.hbonePort },
     dstIdentities: [pod.identity],
     dstWorkload: pod,
     service,

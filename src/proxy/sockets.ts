@@ -2,6 +2,7 @@
 // transparent (IP_TRANSPARENT, SO_MARK) sockets without touching the proxies.
 import net from 'node:net';
 import { formatAddress, type SocketAddress } from '../hbone/headers.js';
+import { formatHostPort } from '../model/address.js';
 import { ProxyError } from './errors.js';
 
 export interface ListenOptions {
@@ -20,11 +21,24 @@ export interface SocketFactory {
 /** Ordinary sockets: binding a source IP works for addresses local to this host (loopback tests). */
 export class PlainSocketFactory implements SocketFactory {
   async listen(opts: ListenOptions, onConnection: (socket: net.Socket) => void): Promise<net.Server> {
+    // 0.0.0.0 means every address of both families: one dual-stack socket on ::, or 0.0.0.0 where the
+    // host has no IPv6 at all.
+    if (opts.host === '0.0.0.0') {
+      try {
+        return await this.#listenOn({ ...opts, host: '::' }, onConnection);
+      } catch (err) {
+        if ((err as { cause?: { code?: string } }).cause?.code !== 'EAFNOSUPPORT') throw err;
+      }
+    }
+    return this.#listenOn(opts, onConnection);
+  }
+
+  async #listenOn(opts: ListenOptions, onConnection: (socket: net.Socket) => void): Promise<net.Server> {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: opts.pauseOnConnect ?? false, noDelay: true });
     server.on('connection', onConnection);
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void =>
-        reject(new ProxyError('PROXY_BIND', `failed to bind ${opts.host}:${opts.port}: ${err.message}`, { cause: err }));
+        reject(new ProxyError('PROXY_BIND', `failed to bind ${formatHostPort(opts.host, opts.port)}: ${err.message}`, { cause: err }));
       server.once('error', onError);
       server.listen({ host: opts.host, port: opts.port }, () => {
         server.off('error', onError);

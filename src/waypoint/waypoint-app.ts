@@ -11,6 +11,7 @@ import { HbonePool } from '../hbone/pool.js';
 import { HboneServer } from '../hbone/server.js';
 import { CertManager } from '../identity/cert-manager.js';
 import { certificateSource } from '../identity/source.js';
+import { formatHostPort, ipFamily } from '../model/address.js';
 import { identityToString } from '../model/identity.js';
 import { State } from '../model/state.js';
 import { PlainSocketFactory } from '../proxy/sockets.js';
@@ -51,11 +52,16 @@ export class WaypointApp {
   readonly #sockets = new PlainSocketFactory();
   readonly #accepted = new Set<net.Socket>();
   readonly #reported = new Map<string, string>();
-  #listener: net.Server | undefined;
-  /** Connections to endpoints leave from the listen address when it is a specific one (its pod IP). */
+  readonly #listeners: net.Server[] = [];
+  /** Its pod's address: the first listen address when it is a specific one; with a wildcard, none. */
   get #sourceIp(): string | undefined {
-    const host = this.config.listen.host;
-    return host === '0.0.0.0' || host === '::' ? undefined : host;
+    return specificHost(this.config.listen.host);
+  }
+
+  /** Connections to endpoints leave from the listen address of the endpoint's family, when it is a specific one. */
+  #sourceFor(dstIp: string): string | undefined {
+    const family = ipFamily(dstIp);
+    return this.config.listens.map((l) => specificHost(l.host)).find((h) => h !== undefined && ipFamily(h) === family);
   }
 
   #hboneAddress: AddressInfo | undefined;
@@ -70,7 +76,7 @@ export class WaypointApp {
     this.identity = identityToString({ trustDomain: config.trustDomain, namespace: config.namespace, serviceAccount: config.serviceAccount });
     this.certs = certs;
     const uid = `${config.namespace}/${config.name}`;
-    this.#pool = new HbonePool({ certs, dial: (dst, _src, signal) => this.#sockets.connect(dst, this.#sourceIp, signal), logger: child('pool'), timeouts });
+    this.#pool = new HbonePool({ certs, dial: (dst, _src, signal) => this.#sockets.connect(dst, this.#sourceFor(dst.ip), signal), logger: child('pool'), timeouts });
     this.metrics = new Metrics({ pool: () => this.#pool.stats, certificates: () => certs.snapshot() });
     this.#upstreams = new Upstreams({ identity: this.identity, pool: this.#pool, hbonePort: config.hbonePort, connectTimeoutMs: config.connectTimeoutMs });
     this.#policies = new WaypointPolicies({ state: this.state, rootNamespace: config.rootNamespace, waypoint: { name: config.name, namespace: config.namespace }, logger: child('authz') });
@@ -117,13 +123,17 @@ export class WaypointApp {
     await this.#source.start();
     this.certs.track([this.identity]);
     await this.certs.get(this.identity).catch((err: Error) => this.#logger.error({ err: err.message, identity: this.identity }, 'no certificate yet; retrying'));
-    this.#listener = await this.#sockets.listen({ ...c.listen, pauseOnConnect: true }, (s) => {
-      this.#accepted.add(s);
-      s.once('close', () => this.#accepted.delete(s));
-      void this.#hbone.accept(s);
-    });
-    this.#hboneAddress = this.#listener.address() as AddressInfo;
-    this.#logger.info({ waypoint: `${c.namespace}/${c.name}`, identity: this.identity, hbone: `${c.listen.host}:${this.#hboneAddress.port}` }, 'waypoint ready');
+    for (const address of c.listens) {
+      const listener = await this.#sockets.listen({ ...address, pauseOnConnect: true }, (s) => {
+        this.#accepted.add(s);
+        s.once('close', () => this.#accepted.delete(s));
+        void this.#hbone.accept(s);
+      });
+      this.#listeners.push(listener);
+    }
+    this.#hboneAddress = this.#listeners[0]?.address() as AddressInfo;
+    const hbone = this.#listeners.map((l, i) => formatHostPort(c.listens[i]?.host ?? '', (l.address() as AddressInfo).port));
+    this.#logger.info({ waypoint: `${c.namespace}/${c.name}`, identity: this.identity, hbone: hbone.join(',') }, 'waypoint ready');
   }
 
   get addresses(): Readonly<{ hbone?: AddressInfo; admin?: AddressInfo; metrics?: AddressInfo; readiness?: AddressInfo }> {
@@ -159,7 +169,7 @@ export class WaypointApp {
       out.push(`gateway: no Gateway ${this.config.namespace}/${this.config.name} of class istio-waypoint`);
     }
     if (this.certs.peek(this.identity) === undefined) out.push(`certificate: ${this.identity}`);
-    if (this.#listener === undefined) out.push('listener: not up yet');
+    if (this.#listeners.length < this.config.listens.length) out.push('listener: not up yet');
     return out;
   }
 
@@ -181,7 +191,7 @@ export class WaypointApp {
   }
 
   async close(deadlineMs = this.config.drainMs): Promise<void> {
-    this.#listener?.close();
+    for (const l of this.#listeners) l.close();
     await this.#source.close();
     this.#hbone.close();
     const deadline = Date.now() + deadlineMs;
@@ -195,4 +205,8 @@ export class WaypointApp {
     this.certs.close();
     this.#shell.closeHttp();
   }
+}
+
+function specificHost(host: string): string | undefined {
+  return host === '0.0.0.0' || host === '::' ? undefined : host;
 }

@@ -61,7 +61,8 @@ spec:
 `;
 
 t.test('the lab on a real control plane', { skip: labSkipReason ?? controlPlaneSkipReason() ?? false }, async (t) => {
-  const state = await exclusiveLab(t, MANIFESTS, { kube: true });
+  // Dual stack: every pod also has an IPv6 address, and the API server's service range has both families.
+  const state = await exclusiveLab(t, MANIFESTS, { kube: true, dualStack: true });
   const kube = state.kube;
   if (kube === undefined) throw new Error('lab up --kube left no control plane in the lab state');
   const kubectl = (args: readonly string[], stdin?: string): string => labKubectl(kube, args, stdin);
@@ -96,6 +97,30 @@ t.test('the lab on a real control plane', { skip: labSkipReason ?? controlPlaneS
     t.teardown(() => void kubectl(['apply', '-f', '-'], route(90, 10)));
     await waitFor('the new route', () => load('bookinfo/productpage', REVIEWS, 1).servedBy['v2'] === 1 && load('bookinfo/productpage', REVIEWS, 20).servedBy['v2'] === 20, 10_000);
     t.same(load('bookinfo/productpage', REVIEWS, 200).servedBy, { v2: 200 }, 'all of it to v2');
+  });
+
+  t.test('IPv6 through the waypoint: a PreferDualStack Service created with kubectl, reached at its IPv6 cluster IP', async (t) => {
+    kubectl(['apply', '-f', '-'], `apiVersion: v1
+kind: Service
+metadata: { name: reviews-dual, namespace: bookinfo }
+spec:
+  ipFamilyPolicy: PreferDualStack
+  ipFamilies: [IPv6, IPv4]
+  selector: { app: reviews }
+  ports: [{ name: http, port: 9080, targetPort: 9080, appProtocol: http }]
+`);
+    t.teardown(() => void kubectl(['-n', 'bookinfo', 'delete', 'service', 'reviews-dual']));
+    const vip6 = (JSON.parse(kubectl(['-n', 'bookinfo', 'get', 'service', 'reviews-dual', '-o', 'json'])) as { spec: { clusterIPs: string[] } }).spec.clusterIPs[0] ?? '';
+    t.match(vip6, /^fd00:10:96::/, `the API server gave it an IPv6 cluster IP first (${vip6})`);
+    await waitFor('the IPv6 service', () => load('bookinfo/productpage', vip6, 1).ok, 10_000);
+    const r = load('bookinfo/productpage', vip6, 100);
+    t.same(r.statuses, { 200: 100 }, 'every request answered');
+    t.same(Object.keys(r.servedBy).sort(), ['v1', 'v2'], 'by both versions (no route: the Service spreads)');
+    const productpage = state.pods.find((p) => p.name === 'productpage');
+    const v6 = productpage?.ips.find((ip) => ip.includes(':')) ?? '?';
+    const waypointLog = logLines(readLabState()?.waypoints?.[0]?.log ?? '').filter((l) => l['msg'] === 'request complete' && l['dst.addr'] === `[${vip6}]:9080`);
+    t.ok(waypointLog.length >= 100, `the waypoint logged the requests (${waypointLog.length})`);
+    t.ok(waypointLog.every((l) => String(l['src.addr']).startsWith(`[${v6}]:`)), `and saw the client by its IPv6 address ${v6} (it listens on both of its own)`);
   });
 
   t.test('kubectl label takes the namespace out of the mesh and back, live', async (t) => {
