@@ -14,7 +14,7 @@ import { probeInPod, startProbeServers } from '../src/lab/probe-runner.js';
 import { latencyChart } from './chart.js';
 import { startSidecars } from './sidecar.js';
 import { clientReusesTimeWait } from './lab-client.js';
-import { background, cpuSeconds, fortio, inPod, log, median, runLabBench, sleep } from './lab-load.js';
+import { background, cpuSeconds, fortio, inPod, log, median, rssMb, runLabBench, sleep } from './lab-load.js';
 
 const MANIFESTS = fileURLToPath(new URL('../../manifests/examples/demo/cluster.yaml', import.meta.url));
 const LOADGEN = fileURLToPath(new URL('../src/lab/loadgen.js', import.meta.url));
@@ -81,10 +81,6 @@ function iperf(mode: Mode, seconds: number): number {
   const out = inPod('shop/client', 'iperf3', ['-c', host, '-p', String(port), '-t', String(seconds), '-J'], (seconds + 30) * 1000);
   const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
   return j.end.sum_received.bits_per_second / 1e9;
-}
-
-function rssMb(pid: number): number {
-  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
 }
 
 async function setMesh(state: LabState, on: boolean, original: string): Promise<void> {

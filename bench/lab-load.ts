@@ -1,6 +1,6 @@
 // What the lab benchmarks share: fortio (pinned, built from its Go module), commands in pods, process CPU.
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,8 +17,23 @@ export function inPod(pod: string, cmd: string, args: string[], timeoutMs: numbe
   return r.stdout;
 }
 
+/** A long-running command in a pod, to wait for. */
+export function runInPod(pod: string, cmd: string, args: string[]): ChildProcess {
+  return spawn('nsenter', [`--net=/run/netns/${findPod(pod).netns}`, cmd, ...args], { stdio: 'ignore' });
+}
+
 export function background(pod: string, cmd: string, args: string[]): void {
   spawn('nsenter', [`--net=/run/netns/${findPod(pod).netns}`, cmd, ...args], { stdio: 'ignore', detached: true }).unref();
+}
+
+/** A process's resident memory (VmRSS), in MiB. */
+export function rssMb(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
+}
+
+/** How many descriptors a process has open. */
+export function openFds(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
 }
 
 /** utime + stime of a process (all its threads), in seconds. */

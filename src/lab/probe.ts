@@ -2,6 +2,12 @@
 //   serve [ECHO_PORT]          echo on :8080 (or ECHO_PORT), "whoami" (the peer's address) on :9000, until killed
 //   send IP PORT BYTES [RATE]  send BYTES random bytes (at RATE bytes/s, or at once), half-close, read the
 //                              echo; prints JSON with SHA-256s
+//   stream IP PORT BYTES       send BYTES random bytes in 1 MiB chunks as fast as the connection takes them,
+//                              half-close, hash the echo as it comes (memory stays small: 1 GiB is fine);
+//                              prints JSON with both SHA-256s and the rate
+//   many IP PORT N BYTES SECONDS  N connections at once (200 opening at a time), each echoing BYTES random
+//                              bytes exactly; prints {"established":N,...} when all are, holds them SECONDS,
+//                              closes them and prints the result
 //   hold IP PORT SECONDS       keep an echo connection busy (a ping every 100 ms); prints how it ended
 //   connrate IP PORT COUNT CONC  COUNT connections (CONC at once), each 64 bytes echoed; latency percentiles
 //   pingpong IP PORT COUNT     COUNT 64-byte round trips on one connection; latency percentiles
@@ -181,6 +187,81 @@ if (mode === 'serve') {
     },
     (e: Error) => fail(e.message),
   );
+} else if (mode === 'stream') {
+  const [ip, port, bytesText] = args;
+  const total = Number(bytesText ?? 0);
+  const sent = createHash('sha256');
+  const received = createHash('sha256');
+  let receivedBytes = 0;
+  let written = 0;
+  const t0 = process.hrtime.bigint();
+  const s = net.connect({ host: ip ?? '', port: Number(port), allowHalfOpen: true });
+  s.setTimeout(60_000, () => fail('timeout'));
+  s.on('error', (e) => fail(e.message));
+  s.on('data', (c: Buffer) => {
+    received.update(c);
+    receivedBytes += c.length;
+  });
+  const writeMore = (): void => {
+    while (written < total) {
+      const chunk = randomBytes(Math.min(1024 * 1024, total - written));
+      sent.update(chunk);
+      written += chunk.length;
+      if (!s.write(chunk)) return void s.once('drain', writeMore);
+    }
+    s.end();
+  };
+  s.on('connect', writeMore);
+  s.on('end', () => {
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const [a, b] = [sent.digest('hex'), received.digest('hex')];
+    process.stdout.write(`${JSON.stringify({ ok: a === b && receivedBytes === total, sent: written, received: receivedBytes, sha: a, seconds, gbitPerSecondEachWay: (total * 8) / seconds / 1e9 })}\n`);
+    s.end();
+  });
+} else if (mode === 'many') {
+  const [ip, port, countText, bytesText, secondsText] = args;
+  const count = Number(countText ?? 1000);
+  const size = Number(bytesText ?? 64);
+  const open: net.Socket[] = [];
+  let exact = 0;
+  let failed = 0;
+  const one = (): Promise<void> =>
+    new Promise((resolve) => {
+      const data = randomBytes(size);
+      const chunks: Buffer[] = [];
+      let got = 0;
+      const s = net.connect({ host: ip ?? '', port: Number(port), noDelay: true });
+      s.setTimeout(30_000, () => s.destroy(new Error('timeout')));
+      s.on('error', () => {
+        failed += 1;
+        resolve();
+      });
+      s.on('connect', () => s.write(data));
+      s.on('data', (c: Buffer) => {
+        chunks.push(c);
+        got += c.length;
+        if (got < size) return;
+        if (Buffer.concat(chunks).equals(data)) exact += 1;
+        s.setTimeout(0);
+        open.push(s);
+        resolve();
+      });
+    });
+  (async () => {
+    let next = 0;
+    await Promise.all(Array.from({ length: Math.min(200, count) }, async () => {
+      while (next < count) {
+        next += 1;
+        await one();
+      }
+    }));
+    process.stdout.write(`${JSON.stringify({ established: open.length, exact, failed })}\n`);
+    await new Promise((r) => setTimeout(r, Number(secondsText ?? 10) * 1000));
+    const stillOpen = open.filter((s) => !s.destroyed).length;
+    for (const s of open) s.destroy();
+    process.stdout.write(`${JSON.stringify({ ok: exact === count && stillOpen === count, count, exact, failed, stillOpen })}\n`);
+    process.exit(0);
+  })();
 } else if (mode === 'http-serve') {
   const [name, port] = args;
   http
