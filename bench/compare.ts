@@ -2,7 +2,8 @@
 // in a temporary git worktree, brings up the demo lab once, and in every round restarts both daemons from
 // the old build, measures, then from this checkout's build, measures (A B A B …), so drift hits both.
 // Per build: new connections (8 at a time, one echo each) and the daemons' CPU per connection; fortio at
-// 1000 qps over 64 connections (-uniform) and CPU per 1000 requests; one iperf3 stream and CPU per GiB.
+// 1000 qps over 64 connections (-uniform) and CPU per 1000 requests; one iperf3 stream and CPU per GiB;
+// 10,000 idle tunnelled connections and the busier daemon's RSS per connection. --figures picks some.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +13,7 @@ import { Command } from 'commander';
 import * as current from '../src/lab/lab.js';
 import { probeInPod, startProbeServers } from '../src/lab/probe-runner.js';
 import { clientReusesTimeWait } from './lab-client.js';
+import { rssMb } from './lab-load.js';
 
 type Lab = typeof current;
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -39,7 +41,53 @@ function buildRevision(rev: string): { dir: string; remove: () => void } {
   return { dir, remove: () => void spawnSync('git', ['worktree', 'remove', '--force', dir], { cwd: ROOT }) };
 }
 
-async function measure(lab: Lab, fortio: string): Promise<Record<string, number>> {
+/** The lab's daemons and how to reach the client pod, for one measurement. */
+interface Probe {
+  readonly pids: number[];
+  readonly cpu: () => number;
+  readonly inClient: (cmd: string, args: string[]) => string;
+  readonly clientNetns: string;
+}
+
+/** New connections, 8 at a time, one echo each; the daemons' CPU per connection. */
+function connections(p: Probe): Record<string, number> {
+  probeInPod('shop/client', 'connrate', SERVER, '7070', '300', '8');
+  const c0 = p.cpu();
+  const c = JSON.parse(probeInPod('shop/client', 'connrate', SERVER, '7070', '3000', '8')) as { perSecond: number; p50: number; p99: number };
+  return { connPerS: c.perSecond, connP50ms: c.p50, cpuMsPerConn: ((p.cpu() - c0) / 3000) * 1000 };
+}
+
+/** fortio at 1000 qps over 64 connections (-uniform); the daemons' CPU per 1000 requests. */
+function latency(p: Probe, fortio: string): Record<string, number> {
+  p.inClient(fortio, ['load', '-qps', '1000', '-c', '8', '-t', '2s', `http://${SERVER}:8080/`]);
+  const c0 = p.cpu();
+  const j = JSON.parse(p.inClient(fortio, ['load', '-qps', '1000', '-c', '64', '-uniform', '-t', '10s', '-json', '-', '-r', '0.00001', `http://${SERVER}:8080/`])) as {
+    DurationHistogram: { Count: number; Percentiles: { Percentile: number; Value: number }[] };
+  };
+  const pct = (q: number): number => (j.DurationHistogram.Percentiles.find((x) => x.Percentile === q)?.Value ?? NaN) * 1000;
+  return { p50ms: pct(50), p99ms: pct(99), cpuMsPer1kReq: ((p.cpu() - c0) / (j.DurationHistogram.Count / 1000)) * 1000 };
+}
+
+/** One iperf3 stream; the daemons' CPU per GiB. */
+function bulk(p: Probe): Record<string, number> {
+  const c0 = p.cpu();
+  const b = (JSON.parse(p.inClient('iperf3', ['-c', SERVER, '-p', '5201', '-t', '5', '-J'])) as { end: { sum_received: { bits_per_second: number; bytes: number } } }).end.sum_received;
+  return { gbps: b.bits_per_second / 1e9, cpuSPerGiB: (p.cpu() - c0) / (b.bytes / 2 ** 30) };
+}
+
+/** As npm run bench measures it: RSS before, 10,000 idle connections held, RSS 15 s later (busier daemon). */
+async function idle(p: Probe): Promise<Record<string, number>> {
+  const rssBefore = p.pids.map(rssMb);
+  spawn('nsenter', [`--net=/run/netns/${p.clientNetns}`, process.execPath, LOADGEN, 'idle', SERVER, '8080', '10000', '25'], { stdio: 'ignore', detached: true }).unref();
+  await new Promise((r) => setTimeout(r, 15_000));
+  const rssAfter = p.pids.map(rssMb);
+  const kib = Math.max(...p.pids.map((_, i) => (((rssAfter[i] ?? NaN) - (rssBefore[i] ?? NaN)) * 1024) / 10_000));
+  await new Promise((r) => setTimeout(r, 11_000)); // the idle connections end
+  return { idleKiBPerConn: kib };
+}
+
+/** Restarts both daemons from lab's build, then takes the chosen figures. */
+async function measure(lab: Lab, fortio: string, figures: ReadonlySet<string>): Promise<Record<string, number>> {
   for (const n of lab.readLabState()?.nodes ?? []) {
     try {
       process.kill(n.pid, 'SIGKILL');
@@ -51,28 +99,29 @@ async function measure(lab: Lab, fortio: string): Promise<Record<string, number>
   for (const n of lab.readLabState()?.nodes ?? []) await lab.labRestartNode(n.name);
   await new Promise((r) => setTimeout(r, 500));
   const pids = (lab.readLabState()?.nodes ?? []).map((n) => n.pid);
-  const cpu = (): number => pids.reduce((a, p) => a + cpuSeconds(p), 0);
-  const inClient = (cmd: string, args: string[]): string => run('nsenter', [`--net=/run/netns/${lab.findPod('shop/client').netns}`, cmd, ...args]);
-  const out: Record<string, number> = {};
-  probeInPod('shop/client', 'connrate', SERVER, '7070', '300', '8');
-  let c0 = cpu();
-  const c = JSON.parse(probeInPod('shop/client', 'connrate', SERVER, '7070', '3000', '8')) as { perSecond: number; p50: number; p99: number };
-  Object.assign(out, { connPerS: c.perSecond, connP50ms: c.p50, cpuMsPerConn: ((cpu() - c0) / 3000) * 1000 });
-  inClient(fortio, ['load', '-qps', '1000', '-c', '8', '-t', '2s', `http://${SERVER}:8080/`]);
-  c0 = cpu();
-  const j = JSON.parse(inClient(fortio, ['load', '-qps', '1000', '-c', '64', '-uniform', '-t', '10s', '-json', '-', '-r', '0.00001', `http://${SERVER}:8080/`])) as {
-    DurationHistogram: { Count: number; Percentiles: { Percentile: number; Value: number }[] };
+  const clientNetns = lab.findPod('shop/client').netns;
+  const p: Probe = {
+    pids,
+    clientNetns,
+    cpu: () => pids.reduce((a, pid) => a + cpuSeconds(pid), 0),
+    inClient: (cmd, args) => run('nsenter', [`--net=/run/netns/${clientNetns}`, cmd, ...args]),
   };
-  const pct = (p: number): number => (j.DurationHistogram.Percentiles.find((x) => x.Percentile === p)?.Value ?? NaN) * 1000;
-  Object.assign(out, { p50ms: pct(50), p99ms: pct(99), cpuMsPer1kReq: ((cpu() - c0) / (j.DurationHistogram.Count / 1000)) * 1000 });
-  c0 = cpu();
-  const b = (JSON.parse(inClient('iperf3', ['-c', SERVER, '-p', '5201', '-t', '5', '-J'])) as { end: { sum_received: { bits_per_second: number; bytes: number } } }).end.sum_received;
-  Object.assign(out, { gbps: b.bits_per_second / 1e9, cpuSPerGiB: (cpu() - c0) / (b.bytes / 2 ** 30) });
-  return out;
+  return {
+    ...(figures.has('conn') ? connections(p) : {}),
+    ...(figures.has('latency') ? latency(p, fortio) : {}),
+    ...(figures.has('bulk') ? bulk(p) : {}),
+    ...(figures.has('idle') ? await idle(p) : {}),
+  };
 }
 
 async function main(): Promise<void> {
-  const o = new Command().requiredOption('--before <rev>', 'git revision to compare against').option('--rounds <n>', 'A B rounds', '5').parse(process.argv).opts<{ before: string; rounds: string }>();
+  const o = new Command()
+    .requiredOption('--before <rev>', 'git revision to compare against')
+    .option('--rounds <n>', 'A B rounds', '5')
+    .option('--figures <list>', 'which figures: conn, latency, bulk, idle', 'conn,latency,bulk,idle')
+    .parse(process.argv)
+    .opts<{ before: string; rounds: string; figures: string }>();
+  const figures = new Set(o.figures.split(','));
   if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces, eBPF)');
   const fortio = run('bash', [join(ROOT, 'scripts/go-tool.sh'), 'fortio']).trim();
   const before = buildRevision(o.before);
@@ -88,7 +137,7 @@ async function main(): Promise<void> {
     const results: Record<'before' | 'after', Record<string, number>[]> = { before: [], after: [] };
     for (let r = 1; r <= Number(o.rounds); r++) {
       for (const [name, lab] of [['before', old], ['after', current]] as const) {
-        const m = await measure(lab, fortio);
+        const m = await measure(lab, fortio, figures);
         results[name].push(m);
         process.stdout.write(`round ${r} ${name.padEnd(6)} ${Object.entries(m).map(([k, v]) => `${k}=${v.toFixed(3)}`).join(' ')}\n`);
       }

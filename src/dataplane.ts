@@ -212,7 +212,7 @@ export class Dataplane {
 
   #track(s: net.Socket): void {
     this.#accepted.add(s);
-    s.once('close', () => this.#accepted.delete(s));
+    s.on('close', () => this.#accepted.delete(s));
   }
 
   async #reconcileHboneListeners(ips: ReadonlySet<string>): Promise<void> {

@@ -128,7 +128,7 @@ export class HbonePool {
     }
     // Kept for the stream's whole life: copy and the response wait add their own, and may remove theirs.
     stream.on('error', (err) => this.#opts.logger.debug({ err: err.message, key: pooled.key }, 'hbone stream error'));
-    stream.once('close', () => this.#release(pooled));
+    stream.on('close', () => this.#release(pooled));
     return this.#awaitResponse(stream, opts, signal).catch((err: unknown) => {
       // A refusal means this connection takes no new streams: none goes to it again.
       if (err instanceof HboneError && err.refused) pooled.usable = false;
@@ -168,9 +168,9 @@ export class HbonePool {
         stream.close(http2.constants.NGHTTP2_CANCEL);
         reject(new HboneError('HBONE_TIMEOUT', `hbone ${target}: no response in time`, { cause: signal.reason }));
       };
-      stream.once('response', onResponse);
-      stream.once('error', onError);
-      stream.once('close', onClose);
+      stream.on('response', onResponse);
+      stream.on('error', onError);
+      stream.on('close', onClose);
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
     });

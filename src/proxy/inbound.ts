@@ -96,7 +96,7 @@ export class InboundProxy {
     }
     const upstream = await sockets.connect(dst, src.ip, AbortSignal.timeout(timeouts.upstreamConnectMs));
     this.#open.set(upstream, request);
-    upstream.once('close', () => this.#open.delete(upstream));
+    upstream.on('close', () => this.#open.delete(upstream));
     return { upstream, workload, decision };
   }
 

@@ -16,6 +16,23 @@ import { meshManifests, podIp, startEcho } from '../helpers/loopback.js';
 const plan = { net: 226 };
 const target = podIp(plan, 2, 1);
 
+/** One raw HTTP/2 frame (RFC 9113 §4.1): what a client library would never send. */
+function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(stream, 5);
+  return Buffer.concat([head, payload]);
+}
+const FRAME = { data: 0x0, headers: 0x1, settings: 0x4, continuation: 0x9 } as const;
+const END_HEADERS = 0x4;
+
+/** HPACK: a literal field without indexing, with the name from the static table (RFC 7541 §6.2.2). */
+function literalIndexedName(index: number, value: string): Buffer {
+  return Buffer.concat([Buffer.from([index, value.length]), Buffer.from(value)]);
+}
+
 /** A CONNECT stream whose errors (resets are the point here) are expected. */
 function connectStream(s: http2.ClientHttp2Session, authority: string, extra: http2.OutgoingHttpHeaders = {}): http2.ClientHttp2Stream {
   const stream = s.request({ ':method': 'CONNECT', ':authority': authority, ...extra }, { endStream: false });
@@ -152,6 +169,48 @@ t.test('hostile input on 15008', async (t) => {
     t.not(ended, 'nothing', `the request was refused (${String(ended)})`);
     s.destroy();
     await check(t, 'oversized headers');
+  });
+
+  /** A TLS connection that has sent the HTTP/2 preface and an empty SETTINGS, for raw frames. */
+  const rawSession = async (): Promise<tls.TLSSocket> => {
+    const socket = tls.connect({ host: target, port: 15008, ca: ca.rootPem, cert: svid.chainPem.join(''), key: svid.keyPem, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined });
+    socket.on('error', () => undefined);
+    await once(socket, 'secureConnect');
+    socket.resume(); // read what the server sends (its SETTINGS, a GOAWAY), so that its close is seen
+    socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(FRAME.settings, 0, 0, Buffer.alloc(0))]));
+    return socket;
+  };
+  /** Writes frames until the server closes the connection or count is reached; how many went out. */
+  const flood = async (socket: tls.TLSSocket, count: number, next: () => Buffer): Promise<number> => {
+    let sent = 0;
+    while (sent < count && !socket.destroyed && socket.writable) {
+      sent += 1;
+      if (!socket.write(next())) await Promise.race([once(socket, 'drain'), once(socket, 'close')]);
+    }
+    return sent;
+  };
+
+  t.test('CONTINUATION flood: a header block that never ends (CVE-2024-27983 class)', async (t) => {
+    const socket = await rawSession();
+    socket.write(frame(FRAME.headers, 0, 1, literalIndexedName(2, 'CONNECT')));
+    const field = Buffer.concat([Buffer.from([0x00, 3]), Buffer.from('x-a'), Buffer.from([100]), Buffer.alloc(100, 0x61)]);
+    const sent = await flood(socket, 100_000, () => frame(FRAME.continuation, 0, 1, field));
+    await Promise.race([once(socket, 'close'), new Promise((r) => setTimeout(r, 5000))]);
+    t.ok(socket.destroyed || !socket.readable, `the daemon closed the connection (after ${sent} CONTINUATION frames written)`);
+    t.ok(sent < 100_000, 'before the flood ended');
+    socket.destroy();
+    await check(t, 'CONTINUATION flood');
+  });
+
+  t.test('empty DATA frames flood on an open tunnel', async (t) => {
+    const socket = await rawSession();
+    const block = Buffer.concat([literalIndexedName(2, 'CONNECT'), literalIndexedName(1, `${target}:8080`)]);
+    socket.write(frame(FRAME.headers, END_HEADERS, 1, block));
+    const sent = await flood(socket, 50_000, () => frame(FRAME.data, 0, 1, Buffer.alloc(0)));
+    await new Promise((r) => setTimeout(r, 500));
+    t.ok(sent > 0, `${sent} empty DATA frames sent (${socket.destroyed ? 'then the daemon closed the connection' : 'the connection stayed open'})`);
+    socket.destroy();
+    await check(t, 'empty DATA flood');
   });
 
   t.test('PING and SETTINGS as fast as the client library sends them', async (t) => {
