@@ -1,8 +1,8 @@
 // `ztunnel-ts authz check`: what the daemon would decide for one connection, through its own code path.
-import { isIP } from 'node:net';
 import type { Command } from 'commander';
 import { PolicyEngine } from '../authz/engine.js';
 import { formatAddress, parseAuthority } from '../hbone/headers.js';
+import { canonicalIp } from '../model/address.js';
 import { parseIdentity } from '../model/identity.js';
 import { State } from '../model/state.js';
 import { listManifestFiles, readManifestFile } from '../sources/manifests.js';
@@ -41,7 +41,10 @@ export function registerAuthz(program: Command): void {
     .option('--trust-domain <td>', 'trust domain', 'cluster.local')
     .option('--root-namespace <ns>', 'root namespace', 'istio-system')
     .action((o: CheckFlags) => {
-      if (isIP(o.srcIp) === 0) throw new UsageError(`--src-ip: not an IP address: "${o.srcIp}"`);
+      const srcIp = canonicalIp(o.srcIp);
+      if (srcIp === undefined) throw new UsageError(`--src-ip: not an IP address: "${o.srcIp}"`);
+      // Any spelling of an address names the same pod (fd00::A and FD00:0::a alike).
+      o.srcIp = srcIp;
       if (o.srcIdentity !== undefined && parseIdentity(o.srcIdentity) === undefined) {
         throw new UsageError(`--src-identity: expected spiffe://TD/ns/NS/sa/SA, got "${o.srcIdentity}"`);
       }

@@ -1,8 +1,8 @@
 // `ztunnel-ts route check`: where the daemon on the source's node would send one new connection, and why,
 // through its own decision code (buildOutboundRequest and the shared endpoint chooser).
-import { isIP } from 'node:net';
 import type { Command } from 'commander';
 import { formatAddress, parseAuthority } from '../hbone/headers.js';
+import { canonicalIp } from '../model/address.js';
 import { State } from '../model/state.js';
 import type { Service, Workload } from '../model/types.js';
 import { EndpointPicker } from '../proxy/endpoint-picker.js';
@@ -50,7 +50,10 @@ export function registerRoute(program: Command): void {
     .option('--json', 'print one JSON object')
     .option('--trust-domain <td>', 'trust domain', 'cluster.local')
     .action((o: RouteFlags) => {
-      if (isIP(o.srcIp) === 0) throw new UsageError(`--src-ip: not an IP address: "${o.srcIp}"`);
+      const srcIp = canonicalIp(o.srcIp);
+      if (srcIp === undefined) throw new UsageError(`--src-ip: not an IP address: "${o.srcIp}"`);
+      // Any spelling of an address names the same pod (fd00::A and FD00:0::a alike).
+      o.srcIp = srcIp;
       const dst = parseAuthority(o.dst);
       if (dst === undefined) throw new UsageError(`--dst: expected IP:PORT, got "${o.dst}"`);
       const state = new State();

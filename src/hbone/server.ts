@@ -19,6 +19,7 @@ import {
 } from './constants.js';
 import { parseAuthority, type SocketAddress } from './headers.js';
 import { keepAlive } from './keepalive.js';
+import { MAX_UNANSWERED_RESETS, ResetGuard } from './reset-guard.js';
 import { TLS_BASE, inTrustDomain, peerIdentity, tlsCredentials } from './tls.js';
 
 export interface HboneRequest {
@@ -176,7 +177,15 @@ export class HboneServer {
       session.on('error', (err) => logger.debug({ err: err.message }, 'hbone session error'));
       session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
       keepAlive(session, timeouts);
-      session.on('stream', (stream, headers) => this.#onStream(session, peer, identity, stream, headers));
+      const resets = new ResetGuard();
+      session.on('stream', (stream, headers) => {
+        stream.on('close', () => {
+          if (stream.headersSent || stream.rstCode === http2.constants.NGHTTP2_NO_ERROR || session.destroyed || !resets.reset(Date.now())) return;
+          logger.warn({ peer, src: normalIp(session.socket?.remoteAddress), limit: MAX_UNANSWERED_RESETS }, 'hbone session closed: too many streams reset before an answer (rapid reset)');
+          session.destroy();
+        });
+        this.#onStream(session, peer, identity, stream, headers);
+      });
     });
     this.#servers.set(identity, server);
     return server;

@@ -73,8 +73,8 @@ export class InboundProxy {
     return w !== undefined && w.node === this.#pi.nodeName && w.captured ? w : undefined;
   }
 
-  /** Checks, authorizes and connects to a local pod from the client's own IP. */
-  async open(src: SocketAddress, srcIdentity: string | undefined, dst: SocketAddress): Promise<InboundOpen> {
+  /** Checks, authorizes and connects to a local pod from the client's own IP; cancel aborts the connect. */
+  async open(src: SocketAddress, srcIdentity: string | undefined, dst: SocketAddress, cancel?: AbortSignal): Promise<InboundOpen> {
     const { authorizer, sockets, timeouts, logger } = this.#pi;
     const workload = this.localWorkload(dst.ip);
     if (workload === undefined) {
@@ -94,7 +94,8 @@ export class InboundProxy {
       );
       throw new ProxyError('PROXY_DENIED', `denied: ${decision.reason}`);
     }
-    const upstream = await sockets.connect(dst, src.ip, AbortSignal.timeout(timeouts.upstreamConnectMs));
+    const timeout = AbortSignal.timeout(timeouts.upstreamConnectMs);
+    const upstream = await sockets.connect(dst, src.ip, cancel === undefined ? timeout : AbortSignal.any([timeout, cancel]));
     this.#open.set(upstream, request);
     upstream.on('close', () => this.#open.delete(upstream));
     return { upstream, workload, decision };
@@ -118,8 +119,14 @@ export class InboundProxy {
       if (!req.stream.destroyed) req.stream.respond({ ':status': 503 }, { endStream: true });
       return;
     }
-    this.open(req.src, req.peerIdentity, req.dst).then(
+    // A stream the client resets while its upstream is being connected cancels that connect: thousands of
+    // CONNECTs sent and reset at once (rapid reset) must not become thousands of connections to the pod.
+    const cancel = new AbortController();
+    const onGone = (): void => cancel.abort(new Error('the client reset the stream while its upstream was connecting'));
+    req.stream.on('close', onGone);
+    this.open(req.src, req.peerIdentity, req.dst, cancel.signal).then(
       ({ upstream, workload }) => {
+        req.stream.off('close', onGone);
         record.fields.dstWorkload = workload;
         if (req.stream.destroyed || req.stream.closed) {
           upstream.destroy();
@@ -131,7 +138,8 @@ export class InboundProxy {
         record.track(copyBidirectional(req.stream, upstream, progress), progress);
       },
       (err: Error) => {
-        record.record({ clientToServer: 0, serverToClient: 0, error: err, flag: flagFor(err) });
+        req.stream.off('close', onGone);
+        record.record({ clientToServer: 0, serverToClient: 0, error: err, flag: cancel.signal.aborted ? 'DOWNSTREAM_RESET' : flagFor(err) });
         if (!req.stream.destroyed && !req.stream.headersSent) {
           req.stream.respond({ ':status': statusFor(err) }, { endStream: true });
         } else {

@@ -75,7 +75,8 @@ export function connectSocket(socket: net.Socket, dst: SocketAddress, signal: Ab
       reject(new ProxyError('PROXY_UPSTREAM_CONNECT', `connect to ${formatAddress(dst)}: ${err.message}`, { cause: err }));
     };
     const onAbort = (): void => {
-      onError(new Error('timed out'));
+      const reason: unknown = signal.reason;
+      onError(reason instanceof Error && reason.name !== 'TimeoutError' ? reason : new Error('timed out'));
     };
     socket.once('connect', onConnect);
     socket.once('error', onError);

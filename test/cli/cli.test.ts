@@ -155,6 +155,51 @@ t.test('route check: eligible, excluded and why, and the pick, through the daemo
   t.match(bad.stderr, /--src-ip: no pod with IP 10\.9\.9\.9/);
 });
 
+t.test('route check and authz check over IPv6: any spelling of the client address, the family the client used', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ztunnel-ts-route6-'));
+  const file = join(dir, 'dual.yaml');
+  writeFileSync(
+    file,
+    `apiVersion: v1
+kind: Namespace
+metadata: { name: app, labels: { istio.io/dataplane-mode: ambient } }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: client, namespace: app }
+spec: { nodeName: node-1, serviceAccountName: client, containers: [{ name: c }] }
+status: { podIP: 10.244.1.10, podIPs: [{ ip: 10.244.1.10 }, { ip: "fd00:10:244:1::10" }] }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: web, namespace: app, labels: { app: web } }
+spec: { nodeName: node-2, containers: [{ name: c }] }
+status: { podIP: 10.244.2.10, podIPs: [{ ip: 10.244.2.10 }, { ip: "fd00:10:244:2::10" }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: app }
+spec: { clusterIP: 10.96.0.30, clusterIPs: [10.96.0.30, "fd00:10:96::30"], selector: { app: web }, ports: [{ port: 80, targetPort: 8080 }] }
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: v6-only, namespace: app }
+spec:
+  selector: { matchLabels: { app: web } }
+  rules: [{ from: [{ source: { ipBlocks: ["fd00:10:244:1::/64"] } }] }]
+`,
+  );
+  const route = await cli(['route', 'check', '-f', file, '--src-ip', 'FD00:10:244:1:0:0:0:10', '--dst', '[fd00:10:96::30]:80', '--json']);
+  t.equal(route.code, 0, route.stderr);
+  t.match(JSON.parse(route.stdout), { source: { workload: 'app/client' }, result: { kind: 'hbone', target: '[fd00:10:244:2::10]:8080' } }, 'the IPv6 cluster IP: the pod\'s IPv6 address');
+  const v4 = await cli(['route', 'check', '-f', file, '--src-ip', '10.244.1.10', '--dst', '10.96.0.30:80', '--json']);
+  t.match(JSON.parse(v4.stdout), { result: { kind: 'hbone', target: '10.244.2.10:8080' } }, 'the IPv4 cluster IP: its IPv4 address');
+  const authz = (src: string): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+    cli(['authz', 'check', '-f', file, '--src-ip', src, '--src-identity', 'spiffe://cluster.local/ns/app/sa/client', '--dst', '[fd00:10:244:2::10]:8080', '--json']);
+  t.match(JSON.parse((await authz('fd00:10:244:1::10')).stdout), { decision: 'allow', policy: 'app/v6-only' }, 'a source in the IPv6 block is allowed');
+  t.match(JSON.parse((await authz('10.244.1.10')).stdout), { decision: 'deny' }, 'the same pod by its IPv4 address is not in it');
+});
+
 t.test('standalone CA + two daemons as processes; SIGTERM drains and exits 0', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ztunnel-ts-cli-'));
   const manifests = join(dir, 'mesh.yaml');

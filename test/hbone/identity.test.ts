@@ -91,6 +91,13 @@ t.test('HBONE identities are checked both ways', async (t) => {
     t.match(r.error, /certificate required/, 'the TLS alert says a certificate is required');
   });
 
+  t.test('the server refuses a certificate from our CA with no SPIFFE SAN (a DNS name only)', async (t) => {
+    const noSpiffe = await ca.issueServing(['client.example']);
+    logs.length = 0;
+    refusedBeforeHttp(t, await rawHbone({ ip: target, ca: ca.rootPem, cert: noSpiffe.chainPem.join(''), key: noSpiffe.keyPem, authority: `${target}:8080` }));
+    t.ok(await refusal('hbone peer has no SPIFFE identity in our trust domain'), 'because it names no workload');
+  });
+
   t.test('the server refuses a certificate of another trust domain signed by the same root', async (t) => {
     const stranger = await ca.issue('spiffe://evil.example/ns/app/sa/client');
     logs.length = 0;
