@@ -3,7 +3,7 @@
 // has (an IPv6-only pod, an IPv6 CIDR in a policy, a node with IPv6 disabled). Needs root (CI is root);
 // skipped with the reason otherwise.
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { findPod, labDown, labNetns, labRestartNode, readLabState, type LabState } from '../../src/lab/lab.js';
@@ -100,7 +100,10 @@ function synRetransmits(pod: string): number {
   return Number(values[i]);
 }
 
-t.test('eBPF capture in a two-node dual-stack lab', { skip: labSkipReason ?? false }, async (t) => {
+// The other lab tests (faults, upgrades, workers, locality, waypoints) run IPv4 labs; this one needs IPv6.
+const ipv6SkipReason = existsSync('/proc/sys/net/ipv6') ? undefined : 'the kernel has no IPv6 (no /proc/sys/net/ipv6): the dual-stack lab cannot be built';
+
+t.test('eBPF capture in a two-node dual-stack lab', { skip: labSkipReason ?? ipv6SkipReason ?? false }, async (t) => {
   const state = await exclusiveLab(t, MANIFESTS, { dualStack: true });
   startProbeServers(['shop/cart-local', 'shop/cart-remote', 'legacy/old-app']);
   await waitFor('probe servers', () => FAMILIES.every((f) => [f.CART_LOCAL, f.CART_REMOTE, f.OLD_APP].every((ip) => probe('shop/client', 'whoami', ip, '9000', '2000').ok)), 15_000);
