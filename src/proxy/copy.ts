@@ -3,8 +3,8 @@
 // other (TCP RST, or RST_STREAM CANCEL for an HTTP/2 stream).
 //
 // Events that fire once anyway get plain listeners: every once() costs a bound wrapper and its state,
-// per connection (bench/README.md, memory). A hand-written pump instead of pipe() saved ~3.5 KiB of heap
-// a connection more, but its p99 at 1000 qps was worse in four interleaved runs, so pipe() stays.
+// per connection (bench/README.md, memory). A hand-written pump instead of pipe() saved ~3 KiB of heap a
+// connection more; its effect on p99 could not be told from the benchmark's noise yet, so pipe() stays.
 //
 // A reset HTTP/2 stream (RST_STREAM from the peer, or its session gone) emits 'aborted' before the 'end'
 // that pipe() would carry as a FIN, so 'aborted' is taken as the reset: the TCP side gets a RST, never
