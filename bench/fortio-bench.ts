@@ -109,121 +109,117 @@ async function main(): Promise<void> {
   if (labNetns().length > 0 || readLabState() !== undefined) await labDown();
   log(`lab up (${MANIFESTS})`);
   const state = await labUp(MANIFESTS);
-  try {
-    const original = readFileSync(state.manifests, 'utf8');
-    background('shop/cart-remote', process.execPath, [LOADGEN, 'serve', '8080', String(payload)]);
-    startProbeServers(['shop/cart-remote'], ECHO_PORT);
-    clientReusesTimeWait();
-    startSidecars(join(state.manifests, '..', 'sidecar'), join(state.manifests, '..', 'ca'), findPod('shop/client'), findPod('shop/cart-remote'), {
-      forwards: [{ local: 15001, remote: 15443, app: 8080 }, { local: 15002, remote: 15444, app: 5201 }],
-    });
-    await sleep(1000);
-    const bin = fortio();
-    const tool = bin !== undefined ? 'fortio' : 'ztunnel-ts-loadgen';
-    const toolDetail = bin !== undefined ? `fortio ${/fortio-(v[\d.]+)/.exec(bin)?.[1] ?? '(from PATH)'}, -uniform` : 'ztunnel-ts-loadgen: no fortio, because Go is missing (scripts/go-tool.sh)';
-    log(`load: ${toolDetail}; ${qps} qps, ${conns} connections, ${seconds}s each, ${payload}-byte responses, ${rounds} rounds`);
-    const runs: Record<Mode, LoadResult[]> = { 'no-mesh': [], 'ztunnel-ts': [], sidecar: [] };
-    const daemons = state.nodes.map((n) => n.pid);
-    let daemonCpu = NaN;
-    let daemonRss = NaN;
-    for (let r = 1; r <= rounds; r++) {
-      for (const mode of MODES) {
-        await setMesh(state, mode === 'ztunnel-ts', original);
-        load(mode, qps, Math.min(conns, 8), 2); // warm-up
-        const cpu0 = daemons.map(cpuSeconds);
-        const t0 = Date.now();
-        const res = load(mode, qps, conns, seconds);
-        if (mode === 'ztunnel-ts' && r === 1) {
-          const elapsed = (Date.now() - t0) / 1000;
-          daemonCpu = Math.max(...daemons.map((pid, i) => (cpuSeconds(pid) - (cpu0[i] ?? 0)) / elapsed));
-          daemonRss = Math.max(...daemons.map(rssMb));
-        }
-        runs[mode].push(res);
-        log(`round ${r}/${rounds} ${mode.padEnd(10)} ${res.achievedQps.toFixed(0)} qps, ${res.errors} errors, p50 ${res.p50.toFixed(3)} p90 ${res.p90.toFixed(3)} p99 ${res.p99.toFixed(3)} p99.9 ${res.p999.toFixed(3)} ms`);
-      }
-    }
-    const maxRate: Record<string, number> = {};
-    const bulk: Record<string, number> = {};
+  const original = readFileSync(state.manifests, 'utf8');
+  background('shop/cart-remote', process.execPath, [LOADGEN, 'serve', '8080', String(payload)]);
+  startProbeServers(['shop/cart-remote'], ECHO_PORT);
+  clientReusesTimeWait();
+  startSidecars(join(state.manifests, '..', 'sidecar'), join(state.manifests, '..', 'ca'), findPod('shop/client'), findPod('shop/cart-remote'), {
+    forwards: [{ local: 15001, remote: 15443, app: 8080 }, { local: 15002, remote: 15444, app: 5201 }],
+  });
+  await sleep(1000);
+  const bin = fortio();
+  const tool = bin !== undefined ? 'fortio' : 'ztunnel-ts-loadgen';
+  const toolDetail = bin !== undefined ? `fortio ${/fortio-(v[\d.]+)/.exec(bin)?.[1] ?? '(from PATH)'}, -uniform` : 'ztunnel-ts-loadgen: no fortio, because Go is missing (scripts/go-tool.sh)';
+  log(`load: ${toolDetail}; ${qps} qps, ${conns} connections, ${seconds}s each, ${payload}-byte responses, ${rounds} rounds`);
+  const runs: Record<Mode, LoadResult[]> = { 'no-mesh': [], 'ztunnel-ts': [], sidecar: [] };
+  const daemons = state.nodes.map((n) => n.pid);
+  let daemonCpu = NaN;
+  let daemonRss = NaN;
+  for (let r = 1; r <= rounds; r++) {
     for (const mode of MODES) {
       await setMesh(state, mode === 'ztunnel-ts', original);
-      maxRate[mode] = load(mode, 0, conns, Math.min(seconds, 10)).achievedQps;
-      bulk[mode] = iperf(mode, 5);
-      log(`${mode.padEnd(10)} max ${maxRate[mode]?.toFixed(0)} qps, single stream ${bulk[mode]?.toFixed(2)} Gbit/s`);
-    }
-    // New connections (the probe's echo on ECHO_PORT), no mesh and through the daemons, in turn.
-    const connRuns: Record<'no-mesh' | 'ztunnel-ts', { eight: ConnSample[]; one: ConnSample[] }> = { 'no-mesh': { eight: [], one: [] }, 'ztunnel-ts': { eight: [], one: [] } };
-    for (let r = 1; r <= rounds; r++) {
-      for (const mode of ['no-mesh', 'ztunnel-ts'] as const) {
-        await setMesh(state, mode === 'ztunnel-ts', original);
-        connrate(200, 8); // warm-up
-        const eight = connrate(2000, 8);
-        const one = connrate(500, 1);
-        connRuns[mode].eight.push(eight);
-        connRuns[mode].one.push(one);
-        log(`round ${r}/${rounds} ${mode.padEnd(10)} ${eight.perSecond.toFixed(0)} new conn/s (8 at a time, connect+echo p50 ${eight.p50.toFixed(3)} ms); 1 at a time p50 ${one.p50.toFixed(3)} ms`);
+      load(mode, qps, Math.min(conns, 8), 2); // warm-up
+      const cpu0 = daemons.map(cpuSeconds);
+      const t0 = Date.now();
+      const res = load(mode, qps, conns, seconds);
+      if (mode === 'ztunnel-ts' && r === 1) {
+        const elapsed = (Date.now() - t0) / 1000;
+        daemonCpu = Math.max(...daemons.map((pid, i) => (cpuSeconds(pid) - (cpu0[i] ?? 0)) / elapsed));
+        daemonRss = Math.max(...daemons.map(rssMb));
       }
+      runs[mode].push(res);
+      log(`round ${r}/${rounds} ${mode.padEnd(10)} ${res.achievedQps.toFixed(0)} qps, ${res.errors} errors, p50 ${res.p50.toFixed(3)} p90 ${res.p90.toFixed(3)} p99 ${res.p99.toFixed(3)} p99.9 ${res.p999.toFixed(3)} ms`);
     }
-    const conn = Object.fromEntries(
-      (['no-mesh', 'ztunnel-ts'] as const).map((m) => [
-        m,
-        { perSecond: median(connRuns[m].eight.map((x) => x.perSecond)), p50: median(connRuns[m].eight.map((x) => x.p50)), p99: median(connRuns[m].eight.map((x) => x.p99)), oneP50: median(connRuns[m].one.map((x) => x.p50)) },
-      ]),
-    ) as Record<'no-mesh' | 'ztunnel-ts', { perSecond: number; p50: number; p99: number; oneP50: number }>;
-    // Memory per idle tunnelled connection, per daemon (each holds one side of every connection).
-    await setMesh(state, true, original);
-    const idleCount = 10_000;
-    const rssBefore = daemons.map(rssMb);
-    background('shop/client', process.execPath, [LOADGEN, 'idle', SERVER_IP, '8080', String(idleCount), '40']);
-    await sleep(15_000);
-    const rssAfter = daemons.map(rssMb);
-    const perIdleKb = Math.max(...daemons.map((_, i) => (((rssAfter[i] ?? NaN) - (rssBefore[i] ?? NaN)) * 1024) / idleCount));
-    log(`${idleCount} idle tunnelled connections: daemons' RSS ${rssBefore.map((x) => x.toFixed(0)).join('+')} → ${rssAfter.map((x) => x.toFixed(0)).join('+')} MB, ${perIdleKb.toFixed(1)} KB each in the busier daemon`);
-    writeFileSync(state.manifests, original);
-
-    const summary = Object.fromEntries(
-      MODES.map((m) => [m, Object.fromEntries((['achievedQps', 'errors', 'p50', 'p90', 'p99', 'p999'] as const).map((k) => [k, median(runs[m].map((x) => x[k]))]))]),
-    ) as Record<Mode, Record<'achievedQps' | 'errors' | 'p50' | 'p90' | 'p99' | 'p999', number>>;
-    const added = (m: Mode, k: 'p50' | 'p90' | 'p99' | 'p999'): number => summary[m][k] - summary['no-mesh'][k];
-    const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? '?', kernel: release(), node: process.version };
-    const date = new Date().toISOString().slice(0, 10);
-    const dir = join(RESULTS, date);
-    mkdirSync(dir, { recursive: true });
-    const params = { qps, conns, seconds, payload, rounds, tool, toolDetail };
-    const extras = { maxRateQps: maxRate, singleStreamGbps: bulk, newConnections: conn, daemonCpuCoresAtQps: daemonCpu, daemonRssMbAtQps: daemonRss, idleConnections: idleCount, kbPerIdleConnectionPerDaemon: perIdleKb };
-    writeFileSync(join(dir, 'fortio.json'), `${JSON.stringify({ date, machine, params, summary, extras, runs }, null, 2)}\n`);
-    const f = (v: number | undefined, d = 3): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(d));
-    const md = [
-      `# Latency and cost, measured with fortio ${date}`,
-      '',
-      `HTTP/1.1 GET, ${payload}-byte responses, shop/client (node-1) → shop/cart-remote (node-2) in the lab; ${qps} qps over ${conns} connections, ${seconds} s per run, medians of ${rounds} rounds measured in turn. Load: ${toolDetail}. Machine: ${machine.cpus} × ${machine.cpu}, Linux ${machine.kernel}, Node ${machine.node}; daemons, proxies, pods and the load generator share these cores.`,
-      '',
-      '| mode | achieved qps | errors | p50 ms | p90 ms | p99 ms | p99.9 ms | added p50 | added p99 |',
-      '|---|---|---|---|---|---|---|---|---|',
-      ...MODES.map((m) => `| ${m} | ${f(summary[m].achievedQps, 0)} | ${f(summary[m].errors, 0)} | ${f(summary[m].p50)} | ${f(summary[m].p90)} | ${f(summary[m].p99)} | ${f(summary[m].p999)} | ${m === 'no-mesh' ? '-' : f(added(m, 'p50'))} | ${m === 'no-mesh' ? '-' : f(added(m, 'p99'))} |`),
-      '',
-      `ztunnel-ts adds ${f(added('ztunnel-ts', 'p99'))} ms at p99 against the sidecar model's ${f(added('sidecar', 'p99'))} ms: ratio ${f(added('ztunnel-ts', 'p99') / added('sidecar', 'p99'), 2)} (p50: ${f(added('ztunnel-ts', 'p50') / added('sidecar', 'p50'), 2)}).`,
-      '',
-      '| | no-mesh | ztunnel-ts | sidecar |',
-      '|---|---|---|---|',
-      `| max rate (qps, ${conns} connections) | ${f(maxRate['no-mesh'], 0)} | ${f(maxRate['ztunnel-ts'], 0)} | ${f(maxRate['sidecar'], 0)} |`,
-      `| single stream (iperf3, Gbit/s) | ${f(bulk['no-mesh'], 2)} | ${f(bulk['ztunnel-ts'], 2)} | ${f(bulk['sidecar'], 2)} |`,
-      `| new connections/s, 8 at a time (probe connrate) | ${f(conn['no-mesh'].perSecond, 0)} | ${f(conn['ztunnel-ts'].perSecond, 0)} (${f((100 * conn['ztunnel-ts'].perSecond) / conn['no-mesh'].perSecond, 0)}%) | not measured |`,
-      `| connect + first echo p50, 8 at a time (ms) | ${f(conn['no-mesh'].p50)} | ${f(conn['ztunnel-ts'].p50)} (+${f(conn['ztunnel-ts'].p50 - conn['no-mesh'].p50)}) | not measured |`,
-      `| connect + first echo p50, 1 in flight (ms) | ${f(conn['no-mesh'].oneP50)} | ${f(conn['ztunnel-ts'].oneP50)} (+${f(conn['ztunnel-ts'].oneP50 - conn['no-mesh'].oneP50)}) | not measured |`,
-      `| RSS per idle tunnelled connection, busier daemon | - | ${f(perIdleKb, 1)} KB | - |`,
-      `| busier daemon at ${qps} qps | - | ${f(daemonCpu, 2)} vCPU, ${f(daemonRss, 0)} MB | - |`,
-      '',
-      '',
-    ].join('\n');
-    writeFileSync(join(dir, 'fortio.md'), md);
-    writeFileSync(
-      join(dir, 'fortio.svg'),
-      latencyChart(`Latency at ${qps} qps, ${conns} connections (ms)`, ['p50', 'p90', 'p99', 'p99.9'], MODES.map((m) => ({ name: m, values: [summary[m].p50, summary[m].p90, summary[m].p99, summary[m].p999] }))),
-    );
-    log(`\n${md}\nwritten to ${dir}`);
-  } finally {
-    await labDown();
   }
+  const maxRate: Record<string, number> = {};
+  const bulk: Record<string, number> = {};
+  for (const mode of MODES) {
+    await setMesh(state, mode === 'ztunnel-ts', original);
+    maxRate[mode] = load(mode, 0, conns, Math.min(seconds, 10)).achievedQps;
+    bulk[mode] = iperf(mode, 5);
+    log(`${mode.padEnd(10)} max ${maxRate[mode]?.toFixed(0)} qps, single stream ${bulk[mode]?.toFixed(2)} Gbit/s`);
+  }
+  // New connections (the probe's echo on ECHO_PORT), no mesh and through the daemons, in turn.
+  const connRuns: Record<'no-mesh' | 'ztunnel-ts', { eight: ConnSample[]; one: ConnSample[] }> = { 'no-mesh': { eight: [], one: [] }, 'ztunnel-ts': { eight: [], one: [] } };
+  for (let r = 1; r <= rounds; r++) {
+    for (const mode of ['no-mesh', 'ztunnel-ts'] as const) {
+      await setMesh(state, mode === 'ztunnel-ts', original);
+      connrate(200, 8); // warm-up
+      const eight = connrate(2000, 8);
+      const one = connrate(500, 1);
+      connRuns[mode].eight.push(eight);
+      connRuns[mode].one.push(one);
+      log(`round ${r}/${rounds} ${mode.padEnd(10)} ${eight.perSecond.toFixed(0)} new conn/s (8 at a time, connect+echo p50 ${eight.p50.toFixed(3)} ms); 1 at a time p50 ${one.p50.toFixed(3)} ms`);
+    }
+  }
+  const conn = Object.fromEntries(
+    (['no-mesh', 'ztunnel-ts'] as const).map((m) => [
+      m,
+      { perSecond: median(connRuns[m].eight.map((x) => x.perSecond)), p50: median(connRuns[m].eight.map((x) => x.p50)), p99: median(connRuns[m].eight.map((x) => x.p99)), oneP50: median(connRuns[m].one.map((x) => x.p50)) },
+    ]),
+  ) as Record<'no-mesh' | 'ztunnel-ts', { perSecond: number; p50: number; p99: number; oneP50: number }>;
+  // Memory per idle tunnelled connection, per daemon (each holds one side of every connection).
+  await setMesh(state, true, original);
+  const idleCount = 10_000;
+  const rssBefore = daemons.map(rssMb);
+  background('shop/client', process.execPath, [LOADGEN, 'idle', SERVER_IP, '8080', String(idleCount), '40']);
+  await sleep(15_000);
+  const rssAfter = daemons.map(rssMb);
+  const perIdleKb = Math.max(...daemons.map((_, i) => (((rssAfter[i] ?? NaN) - (rssBefore[i] ?? NaN)) * 1024) / idleCount));
+  log(`${idleCount} idle tunnelled connections: daemons' RSS ${rssBefore.map((x) => x.toFixed(0)).join('+')} → ${rssAfter.map((x) => x.toFixed(0)).join('+')} MB, ${perIdleKb.toFixed(1)} KB each in the busier daemon`);
+  writeFileSync(state.manifests, original);
+
+  const summary = Object.fromEntries(
+    MODES.map((m) => [m, Object.fromEntries((['achievedQps', 'errors', 'p50', 'p90', 'p99', 'p999'] as const).map((k) => [k, median(runs[m].map((x) => x[k]))]))]),
+  ) as Record<Mode, Record<'achievedQps' | 'errors' | 'p50' | 'p90' | 'p99' | 'p999', number>>;
+  const added = (m: Mode, k: 'p50' | 'p90' | 'p99' | 'p999'): number => summary[m][k] - summary['no-mesh'][k];
+  const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? '?', kernel: release(), node: process.version };
+  const date = new Date().toISOString().slice(0, 10);
+  const dir = join(RESULTS, date);
+  mkdirSync(dir, { recursive: true });
+  const params = { qps, conns, seconds, payload, rounds, tool, toolDetail };
+  const extras = { maxRateQps: maxRate, singleStreamGbps: bulk, newConnections: conn, daemonCpuCoresAtQps: daemonCpu, daemonRssMbAtQps: daemonRss, idleConnections: idleCount, kbPerIdleConnectionPerDaemon: perIdleKb };
+  writeFileSync(join(dir, 'fortio.json'), `${JSON.stringify({ date, machine, params, summary, extras, runs }, null, 2)}\n`);
+  const f = (v: number | undefined, d = 3): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(d));
+  const md = [
+    `# Latency and cost, measured with fortio ${date}`,
+    '',
+    `HTTP/1.1 GET, ${payload}-byte responses, shop/client (node-1) → shop/cart-remote (node-2) in the lab; ${qps} qps over ${conns} connections, ${seconds} s per run, medians of ${rounds} rounds measured in turn. Load: ${toolDetail}. Machine: ${machine.cpus} × ${machine.cpu}, Linux ${machine.kernel}, Node ${machine.node}; daemons, proxies, pods and the load generator share these cores.`,
+    '',
+    '| mode | achieved qps | errors | p50 ms | p90 ms | p99 ms | p99.9 ms | added p50 | added p99 |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...MODES.map((m) => `| ${m} | ${f(summary[m].achievedQps, 0)} | ${f(summary[m].errors, 0)} | ${f(summary[m].p50)} | ${f(summary[m].p90)} | ${f(summary[m].p99)} | ${f(summary[m].p999)} | ${m === 'no-mesh' ? '-' : f(added(m, 'p50'))} | ${m === 'no-mesh' ? '-' : f(added(m, 'p99'))} |`),
+    '',
+    `ztunnel-ts adds ${f(added('ztunnel-ts', 'p99'))} ms at p99 against the sidecar model's ${f(added('sidecar', 'p99'))} ms: ratio ${f(added('ztunnel-ts', 'p99') / added('sidecar', 'p99'), 2)} (p50: ${f(added('ztunnel-ts', 'p50') / added('sidecar', 'p50'), 2)}).`,
+    '',
+    '| | no-mesh | ztunnel-ts | sidecar |',
+    '|---|---|---|---|',
+    `| max rate (qps, ${conns} connections) | ${f(maxRate['no-mesh'], 0)} | ${f(maxRate['ztunnel-ts'], 0)} | ${f(maxRate['sidecar'], 0)} |`,
+    `| single stream (iperf3, Gbit/s) | ${f(bulk['no-mesh'], 2)} | ${f(bulk['ztunnel-ts'], 2)} | ${f(bulk['sidecar'], 2)} |`,
+    `| new connections/s, 8 at a time (probe connrate) | ${f(conn['no-mesh'].perSecond, 0)} | ${f(conn['ztunnel-ts'].perSecond, 0)} (${f((100 * conn['ztunnel-ts'].perSecond) / conn['no-mesh'].perSecond, 0)}%) | not measured |`,
+    `| connect + first echo p50, 8 at a time (ms) | ${f(conn['no-mesh'].p50)} | ${f(conn['ztunnel-ts'].p50)} (+${f(conn['ztunnel-ts'].p50 - conn['no-mesh'].p50)}) | not measured |`,
+    `| connect + first echo p50, 1 in flight (ms) | ${f(conn['no-mesh'].oneP50)} | ${f(conn['ztunnel-ts'].oneP50)} (+${f(conn['ztunnel-ts'].oneP50 - conn['no-mesh'].oneP50)}) | not measured |`,
+    `| RSS per idle tunnelled connection, busier daemon | - | ${f(perIdleKb, 1)} KB | - |`,
+    `| busier daemon at ${qps} qps | - | ${f(daemonCpu, 2)} vCPU, ${f(daemonRss, 0)} MB | - |`,
+    '',
+    '',
+  ].join('\n');
+  writeFileSync(join(dir, 'fortio.md'), md);
+  writeFileSync(
+    join(dir, 'fortio.svg'),
+    latencyChart(`Latency at ${qps} qps, ${conns} connections (ms)`, ['p50', 'p90', 'p99', 'p99.9'], MODES.map((m) => ({ name: m, values: [summary[m].p50, summary[m].p90, summary[m].p99, summary[m].p999] }))),
+  );
+  log(`\n${md}\nwritten to ${dir}`);
 }
 
 runLabBench(main);

@@ -44,54 +44,50 @@ async function main(): Promise<void> {
   if (bin === undefined) throw new Error('needs fortio (Go: scripts/go-tool.sh fortio)');
   if (labNetns().length > 0 || readLabState() !== undefined) await labDown();
   await labUp(MANIFESTS);
-  try {
-    background('shop/cart-remote', process.execPath, [LOADGEN, 'serve', '8080', '1024']);
-    clientReusesTimeWait();
-    const runs: Record<number, { maxQps: number; maxP99: number; connPerS: number; connErrors: number; cpuMsPer1kReq: number; cpuMsPerConn: number }[]> = { 1: [], 2: [] };
-    for (let r = 1; r <= rounds; r++) {
-      for (const workers of COUNTS) {
-        const pids = await restartWith(workers);
-        const cpu = (): number => pids.reduce((a, p) => a + cpuSeconds(p), 0);
-        fortioLoad('shop/client', URL_, { qps: 0, conns: 8, seconds: 2 }); // warm-up
-        let c0 = cpu();
-        const max = fortioLoad('shop/client', URL_, { qps: 0, conns: 64, seconds });
-        const cpuMax = cpu() - c0;
-        c0 = cpu();
-        const fresh = fortioLoad('shop/client', URL_, { qps: 0, conns: 8, seconds, keepalive: false });
-        const cpuFresh = cpu() - c0;
-        const row = {
-          maxQps: max.achievedQps, maxP99: max.p99, connPerS: fresh.achievedQps, connErrors: fresh.errors,
-          cpuMsPer1kReq: (cpuMax / (max.requests / 1000)) * 1000, cpuMsPerConn: (cpuFresh / fresh.requests) * 1000,
-        };
-        runs[workers]?.push(row);
-        log(`round ${r}/${rounds} --workers ${workers}: max ${row.maxQps.toFixed(0)} qps (p99 ${row.maxP99.toFixed(2)} ms, ${row.cpuMsPer1kReq.toFixed(0)} ms CPU per 1k); ${row.connPerS.toFixed(0)} new conn/s (${row.connErrors} errors, ${row.cpuMsPerConn.toFixed(3)} ms CPU each)`);
-      }
+  background('shop/cart-remote', process.execPath, [LOADGEN, 'serve', '8080', '1024']);
+  clientReusesTimeWait();
+  const runs: Record<number, { maxQps: number; maxP99: number; connPerS: number; connErrors: number; cpuMsPer1kReq: number; cpuMsPerConn: number }[]> = { 1: [], 2: [] };
+  for (let r = 1; r <= rounds; r++) {
+    for (const workers of COUNTS) {
+      const pids = await restartWith(workers);
+      const cpu = (): number => pids.reduce((a, p) => a + cpuSeconds(p), 0);
+      fortioLoad('shop/client', URL_, { qps: 0, conns: 8, seconds: 2 }); // warm-up
+      let c0 = cpu();
+      const max = fortioLoad('shop/client', URL_, { qps: 0, conns: 64, seconds });
+      const cpuMax = cpu() - c0;
+      c0 = cpu();
+      const fresh = fortioLoad('shop/client', URL_, { qps: 0, conns: 8, seconds, keepalive: false });
+      const cpuFresh = cpu() - c0;
+      const row = {
+        maxQps: max.achievedQps, maxP99: max.p99, connPerS: fresh.achievedQps, connErrors: fresh.errors,
+        cpuMsPer1kReq: (cpuMax / (max.requests / 1000)) * 1000, cpuMsPerConn: (cpuFresh / fresh.requests) * 1000,
+      };
+      runs[workers]?.push(row);
+      log(`round ${r}/${rounds} --workers ${workers}: max ${row.maxQps.toFixed(0)} qps (p99 ${row.maxP99.toFixed(2)} ms, ${row.cpuMsPer1kReq.toFixed(0)} ms CPU per 1k); ${row.connPerS.toFixed(0)} new conn/s (${row.connErrors} errors, ${row.cpuMsPerConn.toFixed(3)} ms CPU each)`);
     }
-    const summary = Object.fromEntries(COUNTS.map((w) => [w, Object.fromEntries(Object.keys(runs[w]?.[0] ?? {}).map((k) => [k, median((runs[w] ?? []).map((x) => x[k as keyof (typeof runs)[1][number]]))]))]));
-    const date = new Date().toISOString().slice(0, 10);
-    const m = machine();
-    const json = { date, machine: m, rounds, seconds, tool: `fortio ${/fortio-(v[\d.]+)/.exec(bin)?.[1] ?? ''}`, summary, runs };
-    const f = (v: number | undefined, d = 0): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(d));
-    const s = (w: number, k: string): number | undefined => (summary[w] as Record<string, number> | undefined)?.[k];
-    const md = [
-      `# Worker threads, measured with fortio ${date}`,
-      '',
-      `shop/client (node-1) → shop/cart-remote (node-2), HTTP/1.1 GET with 1 KiB responses, ${seconds} s per measurement, medians of ${rounds} rounds taken in turn (1 2 1 2 …; both daemons restarted with the flag each time). Machine: ${m.cpus} × ${m.cpu}, Linux ${m.kernel}, Node ${m.node}. Both daemons, both servers and fortio share these ${m.cpus} cores, so a second worker competes with the load generator and the other daemon for CPU.`,
-      '',
-      '| | --workers 1 | --workers 2 |',
-      '|---|---|---|',
-      `| max rate, 64 keep-alive connections (qps) | ${f(s(1, 'maxQps'))} | ${f(s(2, 'maxQps'))} |`,
-      `| p99 at max rate (ms) | ${f(s(1, 'maxP99'), 2)} | ${f(s(2, 'maxP99'), 2)} |`,
-      `| daemons' CPU per 1000 requests (ms) | ${f(s(1, 'cpuMsPer1kReq'))} | ${f(s(2, 'cpuMsPer1kReq'))} |`,
-      `| new connections/s (keep-alive off, 8 at a time) | ${f(s(1, 'connPerS'))} | ${f(s(2, 'connPerS'))} |`,
-      `| errors among them | ${f(s(1, 'connErrors'))} | ${f(s(2, 'connErrors'))} |`,
-      `| daemons' CPU per new connection (ms) | ${f(s(1, 'cpuMsPerConn'), 3)} | ${f(s(2, 'cpuMsPerConn'), 3)} |`,
-      '',
-    ].join('\n');
-    writeResults('workers', date, json, md);
-  } finally {
-    await labDown();
   }
+  const summary = Object.fromEntries(COUNTS.map((w) => [w, Object.fromEntries(Object.keys(runs[w]?.[0] ?? {}).map((k) => [k, median((runs[w] ?? []).map((x) => x[k as keyof (typeof runs)[1][number]]))]))]));
+  const date = new Date().toISOString().slice(0, 10);
+  const m = machine();
+  const json = { date, machine: m, rounds, seconds, tool: `fortio ${/fortio-(v[\d.]+)/.exec(bin)?.[1] ?? ''}`, summary, runs };
+  const f = (v: number | undefined, d = 0): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(d));
+  const s = (w: number, k: string): number | undefined => (summary[w] as Record<string, number> | undefined)?.[k];
+  const md = [
+    `# Worker threads, measured with fortio ${date}`,
+    '',
+    `shop/client (node-1) → shop/cart-remote (node-2), HTTP/1.1 GET with 1 KiB responses, ${seconds} s per measurement, medians of ${rounds} rounds taken in turn (1 2 1 2 …; both daemons restarted with the flag each time). Machine: ${m.cpus} × ${m.cpu}, Linux ${m.kernel}, Node ${m.node}. Both daemons, both servers and fortio share these ${m.cpus} cores, so a second worker competes with the load generator and the other daemon for CPU.`,
+    '',
+    '| | --workers 1 | --workers 2 |',
+    '|---|---|---|',
+    `| max rate, 64 keep-alive connections (qps) | ${f(s(1, 'maxQps'))} | ${f(s(2, 'maxQps'))} |`,
+    `| p99 at max rate (ms) | ${f(s(1, 'maxP99'), 2)} | ${f(s(2, 'maxP99'), 2)} |`,
+    `| daemons' CPU per 1000 requests (ms) | ${f(s(1, 'cpuMsPer1kReq'))} | ${f(s(2, 'cpuMsPer1kReq'))} |`,
+    `| new connections/s (keep-alive off, 8 at a time) | ${f(s(1, 'connPerS'))} | ${f(s(2, 'connPerS'))} |`,
+    `| errors among them | ${f(s(1, 'connErrors'))} | ${f(s(2, 'connErrors'))} |`,
+    `| daemons' CPU per new connection (ms) | ${f(s(1, 'cpuMsPerConn'), 3)} | ${f(s(2, 'cpuMsPerConn'), 3)} |`,
+    '',
+  ].join('\n');
+  writeResults('workers', date, json, md);
 }
 
 runLabBench(main);
