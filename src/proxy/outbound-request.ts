@@ -138,3 +138,13 @@ function toWorkload(
     service,
   };
 }
+
+/**
+ * The outer HBONE connection leaves from the client pod's own address of the next hop's family (a waypoint
+ * that listens on one address only may be of the other family than the client's connection); with none of
+ * that family, from the node's.
+ */
+export function outerSource(clientIp: string, clientIps: readonly string[], nextHopIp: string): string | undefined {
+  const family = ipFamily(nextHopIp);
+  return ipFamily(clientIp) === family ? clientIp : ipOfFamily(clientIps, family);
+}

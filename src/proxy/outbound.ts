@@ -4,14 +4,13 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { buildBaggage, forwardedFor, formatAddress, newTraceparent, type SocketAddress } from '../hbone/headers.js';
 import { HboneError } from '../hbone/errors.js';
-import { ipFamily, ipOfFamily } from '../model/address.js';
 import type { Workload } from '../model/types.js';
 import { ConnectionRecord } from '../telemetry/access-log.js';
 import { copyBidirectional, type CopyProgress } from './copy.js';
 import { ProxyError } from './errors.js';
 import { flagFor, takeConnectionSlot, type InboundProxy } from './inbound.js';
 import type { ProxyInputs } from './inputs.js';
-import { buildOutboundRequest, type OutboundRequest } from './outbound-request.js';
+import { buildOutboundRequest, outerSource, type OutboundRequest } from './outbound-request.js';
 
 export interface OutboundHooks {
   /** Called once the far side accepted; SOCKS5 sends its success reply here. */
@@ -121,14 +120,4 @@ function outboundFlag(err: Error): string {
     return err.code;
   }
   return flagFor(err);
-}
-
-/**
- * The outer HBONE connection leaves from the client pod's own address of the next hop's family (a waypoint
- * listens on its primary address, which may be of the other family than the client's connection); with
- * none of that family, from the node's.
- */
-export function outerSource(clientIp: string, clientIps: readonly string[], nextHopIp: string): string | undefined {
-  const family = ipFamily(nextHopIp);
-  return ipFamily(clientIp) === family ? clientIp : ipOfFamily(clientIps, family);
 }

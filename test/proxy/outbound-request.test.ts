@@ -1,7 +1,7 @@
 import t from 'tap';
 import { State } from '../../src/model/state.js';
 import { EndpointPicker } from '../../src/proxy/endpoint-picker.js';
-import { buildOutboundRequest } from '../../src/proxy/outbound-request.js';
+import { buildOutboundRequest, outerSource } from '../../src/proxy/outbound-request.js';
 import { parseManifestText } from '../../src/sources/manifests.js';
 import { translate } from '../../src/sources/translate.js';
 import { meshManifests, podIp, vip } from '../helpers/loopback.js';
@@ -123,7 +123,6 @@ t.test('dual-stack fields are validated, naming the field', async (t) => {
 });
 
 t.test('the outer HBONE connection leaves from the client address of the next hop family', async (t) => {
-  const { outerSource } = await import('../../src/proxy/outbound.js');
   const ips = ['10.244.1.10', 'fd00:10:244:1::10'];
   t.equal(outerSource('fd00:10:244:1::10', ips, 'fd00:10:244:2::10'), 'fd00:10:244:1::10', 'same family: the connection source');
   t.equal(outerSource('fd00:10:244:1::10', ips, '10.244.2.20'), '10.244.1.10', 'an IPv4 waypoint: the client pod IPv4 address');
