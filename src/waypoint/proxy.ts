@@ -16,8 +16,13 @@ import type { WaypointPolicies } from './policies.js';
 import { declaredProtocol, sniff, type AppProtocol } from './protocol.js';
 import type { RequestInfo } from './routing.js';
 import type { EndpointPicker } from '../proxy/endpoint-picker.js';
-import { HOP_BY_HOP, chooseUpstream, decideRequest, type Forward, type HttpRequest, type HttpResponse, type RequestOutcome, type Target } from './request-decision.js';
+import { HOP_BY_HOP, chooseUpstream, decideRequest, type Forward, type HttpRequest, type HttpResponse, type Refusal, type RequestOutcome, type Target } from './request-decision.js';
+import { parseRequestTarget } from './request-target.js';
 import { bufferStringWrites, type Upstreams } from './upstream.js';
+
+type Done = (status: number, outcome: RequestOutcome) => void;
+/** A request begun: its attributes and where it goes, or the refusal of its target; either way its record. */
+type Begun = { info: RequestInfo; host: string; remoteIp: string; forward: string; done: Done } | { refused: Refusal; done: Done };
 
 export interface WaypointProxyInputs {
   readonly waypoint: Pick<Waypoint, 'uid' | 'name' | 'namespace'>;
@@ -157,16 +162,20 @@ export class WaypointProxy {
     );
   }
 
-  /** What every request outcome needs: the request's attributes, and one access-log line and metrics. */
-  #begin(t: Target, req: HttpRequest): { info: RequestInfo; host: string; remoteIp: string; done: (status: number, outcome: RequestOutcome) => void } {
+  /**
+   * What every request outcome needs: the request's attributes (or why its target is refused), and one
+   * access-log line and metrics.
+   */
+  #begin(t: Target, req: HttpRequest): Begun {
     const started = process.hrtime.bigint();
     const { hbone } = t;
-    const url = new URL(req.url ?? '/', 'http://waypoint');
+    const method = req.method ?? 'GET';
+    const target = parseRequestTarget(method, req.url ?? '/');
     const host = String(req.headers[':authority'] ?? req.headers.host ?? formatAddress(hbone.dst));
-    const info: RequestInfo = { method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers };
+    const info: RequestInfo | undefined = 'error' in target ? undefined : { method, path: target.path, query: target.query, headers: req.headers };
     const xff = req.headers['x-forwarded-for'];
     const remoteIp = (typeof xff === 'string' ? xff.split(',')[0]?.trim() : undefined) || hbone.src.ip;
-    const done = (status: number, outcome: RequestOutcome): void => {
+    const done: Done = (status, outcome) => {
       outcome.release?.();
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
       this.#report(t, outcome.backend ?? t.service?.uid, outcome.endpoint, status, durationMs);
@@ -179,8 +188,8 @@ export class WaypointProxy {
         'dst.service': t.service?.uid,
         'dst.backend': outcome.backend,
         'dst.workload': outcome.endpoint?.name,
-        method: info.method,
-        path: info.path,
+        method,
+        path: info?.path ?? req.url,
         host,
         route: outcome.route,
         response_code: status,
@@ -190,23 +199,27 @@ export class WaypointProxy {
       if (status >= 400) this.#in.telemetry.logger.warn(line, 'request failed');
       else this.#in.telemetry.logger.info(line, 'request complete');
     };
-    return { info, host, remoteIp, done };
+    if ('error' in target || info === undefined) return { refused: { status: 400, body: 'bad request-target\n', outcome: { reason: 'error' in target ? target.error : '' } }, done };
+    return { info, host, remoteIp, forward: target.forward, done };
   }
 
   /** One HTTP request: policy, route, backend, endpoint, forward; every outcome is logged and counted. */
   #onRequest(t: Target, req: HttpRequest, res: HttpResponse): void {
-    const { info, host, remoteIp, done } = this.#begin(t, req);
+    const begun = this.#begin(t, req);
+    const { done } = begun;
     const reply = (status: number, body: string, outcome: RequestOutcome): void => {
       if (!res.headersSent) res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
       res.end(body);
       done(status, outcome);
     };
+    if ('refused' in begun) return reply(begun.refused.status, begun.refused.body, begun.refused.outcome);
+    const { info, host, remoteIp, forward } = begun;
     const d = decideRequest(this.#in, t, req, info, host, remoteIp);
     if ('status' in d) return reply(d.status, d.body, d.outcome);
-    if (d.h2) return this.#forwardH2(req, res, d, reply, done);
+    if (d.h2) return this.#forwardH2(req, res, d, forward, reply, done);
     const upstream = http.request({
       method: info.method,
-      path: req.url ?? '/',
+      path: forward,
       headers: d.headers,
       setHost: false,
       agent: this.#in.upstreams.agentFor(d.endpoint, d.port),
@@ -234,9 +247,9 @@ export class WaypointProxy {
    * To a backend port declared HTTP/2 (http2, grpc, h2c), requests go on as HTTP/2 (h2c on the upstream
    * connection), so what HTTP/1.1 cannot carry survives: trailers (gRPC's status) and `te: trailers`.
    */
-  #forwardH2(req: HttpRequest, res: HttpResponse, d: Forward, reply: (status: number, body: string, outcome: RequestOutcome) => void, done: (status: number, outcome: RequestOutcome) => void): void {
+  #forwardH2(req: HttpRequest, res: HttpResponse, d: Forward, path: string, reply: (status: number, body: string, outcome: RequestOutcome) => void, done: Done): void {
     const { host, ...rest } = d.headers;
-    const headers: http2.OutgoingHttpHeaders = { ...rest, ':method': req.method ?? 'GET', ':path': req.url ?? '/', ':scheme': 'http', ':authority': String(host) };
+    const headers: http2.OutgoingHttpHeaders = { ...rest, ':method': req.method ?? 'GET', ':path': path, ':scheme': 'http', ':authority': String(host) };
     if (req.headers.te === 'trailers') headers['te'] = 'trailers';
     this.#in.upstreams
       .h2SessionFor(d.endpoint, d.port)
@@ -270,14 +283,17 @@ export class WaypointProxy {
    * request goes to the endpoint on a connection of its own and bytes are copied both ways from there.
    */
   #onUpgrade(t: Target, req: http.IncomingMessage, client: Duplex, head: Buffer): void {
-    const { info, host, remoteIp, done } = this.#begin(t, req);
+    const begun = this.#begin(t, req);
+    const refuse = (r: Refusal): void => {
+      client.end(`HTTP/1.1 ${r.status} ${http.STATUS_CODES[r.status] ?? ''}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(r.body)}\r\nconnection: close\r\n\r\n${r.body}`);
+      begun.done(r.status, r.outcome);
+    };
+    if ('refused' in begun) return refuse(begun.refused);
+    const { info, host, remoteIp, forward, done } = begun;
     const d = decideRequest(this.#in, t, req, info, host, remoteIp);
-    if ('status' in d) {
-      client.end(`HTTP/1.1 ${d.status} ${http.STATUS_CODES[d.status] ?? ''}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(d.body)}\r\nconnection: close\r\n\r\n${d.body}`);
-      return done(d.status, d.outcome);
-    }
+    if ('status' in d) return refuse(d);
     const headers = { ...d.headers, connection: 'upgrade', upgrade: String(req.headers.upgrade ?? '') };
-    const lines = [`${info.method} ${req.url ?? '/'} HTTP/1.1`];
+    const lines = [`${info.method} ${forward} HTTP/1.1`];
     for (const [k, v] of Object.entries(headers)) for (const one of Array.isArray(v) ? v : [v]) if (one !== undefined) lines.push(`${k}: ${String(one)}`);
     this.#in.upstreams
       .open(d.endpoint, d.port, t.hbone.src)
