@@ -42,13 +42,16 @@ export function buildBaggage(b: BaggageFields): string {
   return parts.join(',');
 }
 
+/** The peer's baggage entries; an entry without a name is skipped (fuzzing found "  =x" kept as ""). */
 export function parseBaggage(header: string | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
+  const entries: [string, string][] = [];
   for (const part of (header ?? '').split(',')) {
     const eq = part.indexOf('=');
-    if (eq > 0) out[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
+    const key = part.slice(0, Math.max(eq, 0)).trim();
+    if (key !== '') entries.push([key, part.slice(eq + 1).trim()]);
   }
-  return out;
+  // Own properties only: a peer's "__proto__=x" is an entry, never the object's prototype.
+  return Object.fromEntries(entries);
 }
 
 // Trace ids need uniqueness, not secrecy: draw them from a pool refilled 4 KiB at a time, since one CSPRNG

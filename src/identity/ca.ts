@@ -134,20 +134,14 @@ export class CertificateAuthority {
 
   /** Signs a CSR for exactly `identity`: its signature must verify and any URI SAN it has must match. */
   async sign(csrPem: string, identity: string, opts: IssueOptions = {}): Promise<Svid> {
-    let csr: x509.Pkcs10CertificateRequest;
-    try {
-      csr = new x509.Pkcs10CertificateRequest(csrPem);
-    } catch (err) {
-      throw new IdentityError('CA_CSR_INVALID', `csr does not parse: ${(err as Error).message}`, { cause: err });
-    }
-    if (!(await csr.verify())) throw new IdentityError('CA_CSR_INVALID', 'csr signature does not verify');
+    const csr = await readCsr(csrPem);
     const requested = csr.getExtension("2.5.29.17");
-    const sans =
-      requested === null
-        ? []
-        : new x509.SubjectAlternativeNameExtension(requested.rawData).names.items
-            .filter((n) => n.type === 'url')
-            .map((n) => n.value);
+    let sans: string[];
+    try {
+      sans = requested === null ? [] : new x509.SubjectAlternativeNameExtension(requested.rawData).names.items.filter((n) => n.type === 'url').map((n) => n.value);
+    } catch (err) {
+      throw new IdentityError('CA_CSR_INVALID', `csr subjectAltName does not parse: ${(err as Error).message}`, { cause: err });
+    }
     if (sans.some((s) => s !== identity)) {
       throw new IdentityError('CA_CSR_INVALID', `csr asks for ${sans.join(', ')}, not ${identity}`);
     }
@@ -216,6 +210,27 @@ export class CertificateAuthority {
   #isSelfSignedRoot(pem: string): boolean {
     return this.rootPem.includes(pem.trim());
   }
+}
+
+/**
+ * A CSR whose signature verifies with its own key. Whatever is wrong with it (its encoding, a public key
+ * WebCrypto cannot import, its signature) is the caller's error: CA_CSR_INVALID with the reason.
+ */
+async function readCsr(pem: string): Promise<x509.Pkcs10CertificateRequest> {
+  let csr: x509.Pkcs10CertificateRequest;
+  try {
+    csr = new x509.Pkcs10CertificateRequest(pem);
+  } catch (err) {
+    throw new IdentityError('CA_CSR_INVALID', `csr does not parse: ${(err as Error).message}`, { cause: err });
+  }
+  let verified: boolean;
+  try {
+    verified = await csr.verify();
+  } catch (err) {
+    throw new IdentityError('CA_CSR_INVALID', `csr public key or signature is unusable: ${(err as Error).message}`, { cause: err });
+  }
+  if (!verified) throw new IdentityError('CA_CSR_INVALID', 'csr signature does not verify');
+  return csr;
 }
 
 export { uriSans };
