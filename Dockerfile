@@ -7,4 +7,5 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY dist/src ./dist/src
 COPY bpf/capture.bpf.o ./bpf/capture.bpf.o
-ENTRYPOINT ["node", "dist/src/cli/main.js"]
+# The GC flags the daemon is measured with (src/cli/node-flags.ts).
+ENTRYPOINT ["node", "--single-threaded-gc", "--max-semi-space-size=32", "dist/src/cli/main.js"]

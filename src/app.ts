@@ -2,6 +2,7 @@
 // the certificates (one CSR per identity), the eBPF datapath, and the admin, metrics and readiness
 // endpoints. The data path (src/dataplane.ts) runs in this thread (--workers 1) or in worker threads.
 // Components are started in dependency order and closed in reverse.
+import { runtimeFacts, warnOfMissingNodeFlags } from './cli/node-flags.js';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
@@ -147,6 +148,7 @@ export class App {
   async #start(): Promise<void> {
     this.#fdLimit = raiseFdLimit();
     this.#logger.info({ ...this.#fdLimit, workers: this.config.workers }, 'descriptor limit');
+    warnOfMissingNodeFlags(this.#logger);
     // An upgrade: this node's daemon is running. Serve alongside it first, then ask it to leave.
     const predecessor = this.config.capture === 'ebpf' ? await findPredecessor(this.config.adminAddress, this.config.nodeName) : undefined;
     if (this.config.takeover && predecessor === undefined) {
@@ -283,6 +285,7 @@ export class App {
       },
       capture: this.config.capture === 'ebpf' ? Object.fromEntries(Object.entries(this.#datapath?.stats() ?? {}).map(([k, v]) => [k, Number(v)])) : null,
       ipv6: this.#datapath?.ipv6 ?? null,
+      runtime: runtimeFacts(),
     };
   }
 

@@ -13,6 +13,7 @@ import { accountKubeconfig, labControlPlaneLayout, loadLabObjects, podKubeconfig
 import { buildNetwork } from './network.js';
 import { FABRIC_BRIDGE_IP, FABRIC_NETNS, NETNS_PREFIX, SERVICE_CIDR, planLab, type LabNode, type LabPod } from './plan.js';
 import { LabError, alive, nsArgs, run, spawnDetachedIn } from './shell.js';
+import { DAEMON_NODE_FLAGS } from '../cli/node-flags.js';
 
 export const LAB_DIR = process.env['ZTUNNEL_LAB_DIR'] ?? '/run/ztunnel-ts-lab';
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
@@ -47,8 +48,9 @@ export function labNetns(): string[] {
     .filter((n) => n.startsWith(NETNS_PREFIX));
 }
 
+/** Starts a ztunnel-ts process in netns, with node's flags as the image gives them (and any extra). */
 function spawnIn(netns: string, args: string[], log: string, nodeArgs: readonly string[] = []): number {
-  return spawnDetachedIn(netns, process.execPath, [...nodeArgs, CLI, ...args], log);
+  return spawnDetachedIn(netns, process.execPath, [...DAEMON_NODE_FLAGS, ...nodeArgs, CLI, ...args], log);
 }
 
 function logHas(log: string, msg: string): boolean {

@@ -1,5 +1,6 @@
 // Wires the built-in waypoint: state (manifests or informers), its own SVID, HBONE server on 15008 with
 // that SVID, the L7 proxy, HBONE client pool for endpoints, metrics and readiness.
+import { runtimeFacts, warnOfMissingNodeFlags } from '../cli/node-flags.js';
 import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -133,6 +134,7 @@ export class WaypointApp {
     }
     this.#hboneAddress = this.#listeners[0]?.address() as AddressInfo;
     const hbone = this.#listeners.map((l, i) => formatHostPort(c.listens[i]?.host ?? '', (l.address() as AddressInfo).port));
+    warnOfMissingNodeFlags(this.#logger);
     this.#logger.info({ waypoint: `${c.namespace}/${c.name}`, identity: this.identity, hbone: hbone.join(',') }, 'waypoint ready');
   }
 
@@ -158,6 +160,7 @@ export class WaypointApp {
       certificates: this.certs.snapshot().map((c) => ({ identity: c.identity, serial: c.serial, notAfter: c.notAfter.toISOString() })),
       pool: this.#pool.stats,
       openConnections: this.proxy.openConnections,
+      runtime: runtimeFacts(),
     };
   }
 

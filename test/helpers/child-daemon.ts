@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { DAEMON_NODE_FLAGS } from '../../src/cli/node-flags.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -22,7 +23,7 @@ export interface ChildDaemonOptions {
 
 /** Starts `ztunnel-ts run` and resolves once it logged that it is ready. */
 export async function startChildDaemon(o: ChildDaemonOptions): Promise<ChildDaemon> {
-  const args = [MAIN, 'run', '--node', o.node, '--manifests', o.manifests, '--ca-dir', o.caDir, '--log-format', 'json'];
+  const args = [...DAEMON_NODE_FLAGS, MAIN, 'run', '--node', o.node, '--manifests', o.manifests, '--ca-dir', o.caDir, '--log-format', 'json'];
   args.push('--admin', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--readiness', '127.0.0.1:0', '--drain-seconds', '1', ...(o.extraArgs ?? []));
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = once(proc, 'exit').then(() => undefined);
