@@ -1,13 +1,14 @@
-// Bidirectional byte copy between two duplex streams: backpressure through pipe(), half-close honoured
-// (an end in one direction ends only that direction), and any error or reset on one side resets the
-// other (TCP RST, or RST_STREAM CANCEL for an HTTP/2 stream).
+// Bidirectional byte copy between two duplex streams: backpressure (the reader paused while the writer is
+// full), half-close honoured (an end in one direction ends only that direction), and any error or reset on
+// one side resets the other (TCP RST, or RST_STREAM CANCEL for an HTTP/2 stream).
 //
-// Events that fire once anyway get plain listeners: every once() costs a bound wrapper and its state,
-// per connection (bench/README.md, memory). A hand-written pump instead of pipe() saved ~3 KiB of heap a
-// connection more; its effect on p99 could not be told from the benchmark's noise yet, so pipe() stays.
+// Written out instead of pipe() and once(), because each open connection pays for their state: one 'data'
+// listener a direction that counts and writes, and plain listeners for events that fire once anyway.
+// pipe() added nine closures a direction and a second 'data' listener (an array) to count; every once()
+// a bound wrapper and its state (bench/README.md, memory).
 //
 // A reset HTTP/2 stream (RST_STREAM from the peer, or its session gone) emits 'aborted' before the 'end'
-// that pipe() would carry as a FIN, so 'aborted' is taken as the reset: the TCP side gets a RST, never
+// that would be carried on as a FIN, so 'aborted' is taken as the reset: the TCP side gets a RST, never
 // a clean FIN that a client could take for a complete response.
 import { constants as h2 } from 'node:http2';
 import { Socket } from 'node:net';
@@ -69,14 +70,21 @@ export function copyBidirectional(a: Duplex, b: Duplex, progress: CopyProgress =
     };
     const direction = (from: Duplex, to: Duplex, count: (n: number) => void): void => {
       let readDone = false;
-      from.on('data', (chunk: Buffer) => count(chunk.length));
+      from.on('data', (chunk: Buffer) => {
+        count(chunk.length);
+        if (!to.write(chunk)) from.pause();
+      });
+      to.on('drain', () => from.resume());
       from.on('end', () => {
         readDone = true;
+        to.end();
       });
       to.on('finish', () => {
         if (readDone) finish();
       });
-      from.pipe(to, { end: true });
+      // An accepted socket starts paused (pauseOnConnect), and a 'data' listener does not resume a
+      // stream that was paused explicitly.
+      from.resume();
     };
     const onError = (err: Error): void => finish(err);
     const onClose = (side: Duplex) => (): void => {
