@@ -2,13 +2,13 @@
 // the certificates (one CSR per identity), the eBPF datapath, and the admin, metrics and readiness
 // endpoints. The data path (src/dataplane.ts) runs in this thread (--workers 1) or in worker threads.
 // Components are started in dependency order and closed in reverse.
-import { runtimeFacts, warnOfMissingNodeFlags } from './cli/node-flags.js';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import type { MetricsText } from './admin/servers.js';
 import { PolicyEngine } from './authz/engine.js';
 import type { Authorizer } from './authz/hook.js';
+import { runtimeFacts, warnOfMissingNodeFlags } from './cli/node-flags.js';
 import { ConfigError, type Config } from './config/config.js';
 import { Dataplane, type DataplaneStats } from './dataplane.js';
 import { EbpfDatapath } from './datapath/datapath.js';

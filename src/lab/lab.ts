@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DAEMON_NODE_FLAGS } from '../cli/node-flags.js';
 import { originalsFile } from '../datapath/node-config.js';
 import { CA_AUDIENCE } from '../identity/node-authenticator.js';
 import { formatHostPort } from '../model/address.js';
@@ -13,7 +14,6 @@ import { accountKubeconfig, labControlPlaneLayout, loadLabObjects, podKubeconfig
 import { buildNetwork } from './network.js';
 import { FABRIC_BRIDGE_IP, FABRIC_NETNS, NETNS_PREFIX, SERVICE_CIDR, planLab, type LabNode, type LabPod } from './plan.js';
 import { LabError, alive, nsArgs, run, spawnDetachedIn } from './shell.js';
-import { DAEMON_NODE_FLAGS } from '../cli/node-flags.js';
 
 export const LAB_DIR = process.env['ZTUNNEL_LAB_DIR'] ?? '/run/ztunnel-ts-lab';
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));

@@ -1,9 +1,9 @@
 // Wires the built-in waypoint: state (manifests or informers), its own SVID, HBONE server on 15008 with
 // that SVID, the L7 proxy, HBONE client pool for endpoints, metrics and readiness.
-import { runtimeFacts, warnOfMissingNodeFlags } from '../cli/node-flags.js';
 import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { runtimeFacts, warnOfMissingNodeFlags } from '../cli/node-flags.js';
 import { DaemonShell } from '../daemon-shell.js';
 import type { WaypointConfig } from '../config/waypoint-config.js';
 import { DEFAULT_TIMEOUTS, type HboneTimeouts } from '../hbone/constants.js';
