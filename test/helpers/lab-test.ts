@@ -2,7 +2,7 @@
 // this lock first, so tap's parallel jobs run them one after another.
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Test } from 'tap';
 import { labDown, labNetns, labUp, readLabState, type LabState, type UpOptions } from '../../src/lab/lab.js';
 
@@ -37,16 +37,6 @@ export function logLines(file: string): Record<string, unknown>[] {
 }
 
 const LOCK = '/run/ztunnel-ts-lab.test-lock';
-
-function holderAlive(): boolean {
-  try {
-    process.kill(Number(readFileSync(`${LOCK}/pid`, 'utf8')), 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Takes the lab, builds it from manifests, and tears it down and frees it when the test ends. */
 export async function exclusiveLab(t: Test, manifests: string, opts: UpOptions = {}): Promise<LabState> {
   const release = await acquireLab();
@@ -58,24 +48,20 @@ export async function exclusiveLab(t: Test, manifests: string, opts: UpOptions =
   return labUp(manifests, opts);
 }
 
-/** Waits for the lab to be free; returns the release function. A holder that died loses the lock. */
+/**
+ * Waits for the lab to be free; returns the release function. The lock is the kernel's: flock(1) holds it
+ * for as long as its stdin is open, so it is released when the test ends or when its process dies, and
+ * two waiters can never both take it (the directory lock this replaces, with its check for a dead holder,
+ * once let two test files build the lab at the same time in CI).
+ */
 async function acquireLab(timeoutMs = 600_000): Promise<() => void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      mkdirSync(LOCK);
-      writeFileSync(`${LOCK}/pid`, String(process.pid));
-      return () => rmSync(LOCK, { recursive: true, force: true });
-    } catch {
-      // Held: by a live test file, or left by a dead one (the pid file may not be written yet).
-      await new Promise((r) => setTimeout(r, 200));
-      if (!holderAlive()) {
-        await new Promise((r) => setTimeout(r, 500));
-        if (!holderAlive()) rmSync(LOCK, { recursive: true, force: true });
-      }
-    }
-    if (Date.now() > deadline) throw new Error(`the lab stayed busy for ${timeoutMs} ms (${LOCK})`);
-  }
+  const holder = spawn('flock', ['--timeout', String(timeoutMs / 1000), LOCK, 'sh', '-c', 'echo locked; exec cat >/dev/null'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const locked = await new Promise<boolean>((resolve) => {
+    holder.stdout.once('data', () => resolve(true));
+    holder.once('exit', () => resolve(false));
+  });
+  if (!locked) throw new Error(`the lab stayed busy for ${timeoutMs} ms (${LOCK})`);
+  return () => holder.stdin.end();
 }
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
