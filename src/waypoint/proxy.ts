@@ -172,7 +172,6 @@ export class WaypointProxy {
     const method = req.method ?? 'GET';
     const target = parseRequestTarget(method, req.url ?? '/');
     const host = String(req.headers[':authority'] ?? req.headers.host ?? formatAddress(hbone.dst));
-    const info: RequestInfo | undefined = 'error' in target ? undefined : { method, path: target.path, query: target.query, headers: req.headers };
     const xff = req.headers['x-forwarded-for'];
     const remoteIp = (typeof xff === 'string' ? xff.split(',')[0]?.trim() : undefined) || hbone.src.ip;
     const done: Done = (status, outcome) => {
@@ -189,7 +188,7 @@ export class WaypointProxy {
         'dst.backend': outcome.backend,
         'dst.workload': outcome.endpoint?.name,
         method,
-        path: info?.path ?? req.url,
+        path: 'error' in target ? req.url : target.path,
         host,
         route: outcome.route,
         response_code: status,
@@ -199,7 +198,8 @@ export class WaypointProxy {
       if (status >= 400) this.#in.telemetry.logger.warn(line, 'request failed');
       else this.#in.telemetry.logger.info(line, 'request complete');
     };
-    if ('error' in target || info === undefined) return { refused: { status: 400, body: 'bad request-target\n', outcome: { reason: 'error' in target ? target.error : '' } }, done };
+    if ('error' in target) return { refused: { status: 400, body: 'bad request-target\n', outcome: { reason: target.error } }, done };
+    const info: RequestInfo = { method, path: target.path, query: target.query, headers: req.headers };
     return { info, host, remoteIp, forward: target.forward, done };
   }
 
