@@ -83,7 +83,7 @@ t.test('worker threads', { skip: labSkipReason ?? false }, async (t) => {
     await new Promise((r) => setTimeout(r, 200));
     const upgraded = await labUpgradeNode('node-1');
     await done;
-    t.match(JSON.parse(out.trim().split('\n').at(-1) ?? '{}'), { ok: true, count: 2000 }, `2000 new connections across the upgrade, none refused (new daemon serving after ${upgraded.readyMs} ms)`);
+    t.match(JSON.parse(out.trim().split('\n').at(-1) ?? '{}'), { ok: true, count: 2000 }, `2000 new connections across the upgrade, none refused (new daemon serving after ${upgraded.readyMs} ms): ${out.trim().split('\n').at(-1) ?? ''}`);
     await upgraded.oldExited;
     t.match(admin('GET', '/config_dump').body, { workers: { count: 2, listening: 2 } }, "the new daemon's two workers listen");
   });
