@@ -27,6 +27,14 @@ function byWorker(state: LabState, mark: number): Record<string, number> {
   return out;
 }
 
+/** A daemon's warnings (failed connections among them), errors and upgrade steps since mark (a log line index). */
+function troubleSince(log: string, mark: number): string[] {
+  return logLines(log)
+    .slice(mark)
+    .filter((l) => Number(l['level']) >= 40 || /drain|taking over|handing over|ready/.test(String(l['msg'])))
+    .map((l) => JSON.stringify(l));
+}
+
 function connrate(count: number): Record<string, unknown> {
   return JSON.parse(probeInPod('shop/client', 'connrate', CART_REMOTE, '8080', String(count), '4')) as Record<string, unknown>;
 }
@@ -76,6 +84,7 @@ t.test('worker threads', { skip: labSkipReason ?? false }, async (t) => {
   });
 
   t.test('an upgrade between daemons with workers refuses nothing', async (t) => {
+    const marks = state.nodes.map((n) => logLines(n.log).length);
     const fresh = spawnProbe('shop/client', 'connrate', CART_REMOTE, '8080', '2000', '4');
     let out = '';
     fresh.stdout?.on('data', (c: Buffer) => (out += String(c)));
@@ -83,7 +92,10 @@ t.test('worker threads', { skip: labSkipReason ?? false }, async (t) => {
     await new Promise((r) => setTimeout(r, 200));
     const upgraded = await labUpgradeNode('node-1');
     await done;
-    t.match(JSON.parse(out.trim().split('\n').at(-1) ?? '{}'), { ok: true, count: 2000 }, `2000 new connections across the upgrade, none refused (new daemon serving after ${upgraded.readyMs} ms): ${out.trim().split('\n').at(-1) ?? ''}`);
+    const result = JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+    t.match(result, { ok: true, count: 2000 }, `2000 new connections across the upgrade, none refused (new daemon serving after ${upgraded.readyMs} ms): ${out.trim().split('\n').at(-1) ?? ''}`);
+    // What the daemons said about a failure, for the one who reads the failed run.
+    if (result['ok'] !== true) state.nodes.forEach((n, i) => t.comment(`${n.name}:\n${troubleSince(n.log, marks[i] ?? 0).join('\n')}`));
     await upgraded.oldExited;
     t.match(admin('GET', '/config_dump').body, { workers: { count: 2, listening: 2 } }, "the new daemon's two workers listen");
   });
