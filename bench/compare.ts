@@ -2,7 +2,8 @@
 // in a temporary git worktree, brings up the demo lab once, and in every round restarts both daemons from
 // one build, measures, then from the other, measures (A B, B A, A B …), so drift and order hit both.
 // Per build: new connections (8 at a time, one echo each) and the daemons' CPU per connection; fortio at
-// 1000 qps over 64 connections (-uniform) and CPU per 1000 requests; one iperf3 stream and CPU per GiB;
+// 1000 qps over 64 connections (-uniform) and CPU per 1000 requests; one iperf3 stream and CPU per GiB, to
+// the other node and to a pod on the same node;
 // 10,000 idle tunnelled connections and the busier daemon's RSS per connection. --figures picks some.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
@@ -20,6 +21,8 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MANIFESTS = join(ROOT, 'manifests/examples/demo/cluster.yaml');
 const LOADGEN = fileURLToPath(new URL('../src/lab/loadgen.js', import.meta.url));
 const SERVER = '10.244.2.10';
+/** shop/cart-local, on the client's node: same-node flows. */
+const LOCAL_SERVER = '10.244.1.11';
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 const cpuSeconds = (pid: number): number => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
@@ -68,11 +71,21 @@ function latency(p: Probe, fortio: string): Record<string, number> {
   return { p50ms: pct(50), p99ms: pct(99), cpuMsPer1kReq: ((p.cpu() - c0) / (j.DurationHistogram.Count / 1000)) * 1000 };
 }
 
-/** One iperf3 stream; the daemons' CPU per GiB. */
-function bulk(p: Probe): Record<string, number> {
+/** One iperf3 stream to server; the daemons' CPU per GiB. */
+function stream(p: Probe, server: string): { gbps: number; cpuSPerGiB: number } {
   const c0 = p.cpu();
-  const b = (JSON.parse(p.inClient('iperf3', ['-c', SERVER, '-p', '5201', '-t', '5', '-J'])) as { end: { sum_received: { bits_per_second: number; bytes: number } } }).end.sum_received;
+  const b = (JSON.parse(p.inClient('iperf3', ['-c', server, '-p', '5201', '-t', '5', '-J'])) as { end: { sum_received: { bits_per_second: number; bytes: number } } }).end.sum_received;
   return { gbps: b.bits_per_second / 1e9, cpuSPerGiB: (p.cpu() - c0) / (b.bytes / 2 ** 30) };
+}
+
+function bulk(p: Probe): Record<string, number> {
+  return stream(p, SERVER);
+}
+
+/** One iperf3 stream to a pod on the client's own node. */
+function localBulk(p: Probe): Record<string, number> {
+  const s = stream(p, LOCAL_SERVER);
+  return { localGbps: s.gbps, localCpuSPerGiB: s.cpuSPerGiB };
 }
 
 /** As npm run bench measures it: RSS before, 10,000 idle connections held, RSS 15 s later (busier daemon). */
@@ -110,6 +123,7 @@ async function measure(lab: Lab, fortio: string, figures: ReadonlySet<string>): 
     ...(figures.has('conn') ? connections(p) : {}),
     ...(figures.has('latency') ? latency(p, fortio) : {}),
     ...(figures.has('bulk') ? bulk(p) : {}),
+    ...(figures.has('local') ? localBulk(p) : {}),
     ...(figures.has('idle') ? await idle(p) : {}),
   };
 }
@@ -118,7 +132,7 @@ async function main(): Promise<void> {
   const o = new Command()
     .requiredOption('--before <rev>', 'git revision to compare against')
     .option('--rounds <n>', 'A B rounds', '5')
-    .option('--figures <list>', 'which figures: conn, latency, bulk, idle', 'conn,latency,bulk,idle')
+    .option('--figures <list>', 'which figures: conn, latency, bulk, local (a stream to a pod on the same node), idle', 'conn,latency,bulk,local,idle')
     .parse(process.argv)
     .opts<{ before: string; rounds: string; figures: string }>();
   const figures = new Set(o.figures.split(','));
@@ -133,6 +147,7 @@ async function main(): Promise<void> {
     startProbeServers(['shop/cart-remote'], 7070);
     clientReusesTimeWait();
     spawn('nsenter', [ns, 'iperf3', '-s', '-p', '5201'], { stdio: 'ignore', detached: true }).unref();
+    spawn('nsenter', [`--net=/run/netns/${current.findPod('shop/cart-local').netns}`, 'iperf3', '-s', '-p', '5201'], { stdio: 'ignore', detached: true }).unref();
     spawn('nsenter', [ns, process.execPath, LOADGEN, 'serve', '8080', '1024'], { stdio: 'ignore', detached: true }).unref();
     const results: Record<'before' | 'after', Record<string, number>[]> = { before: [], after: [] };
     for (let r = 1; r <= Number(o.rounds); r++) {

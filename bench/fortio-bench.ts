@@ -1,7 +1,7 @@
 // `npm run bench -- [--qps 1000 --conns 64 --duration 30s --payload 1024 --rounds 3]` (root):
 // HTTP/1.1 latency from shop/client (node-1) to shop/cart-remote (node-2) in the lab, measured in turn
 // A B C A B C … as (a) no mesh, (b) ztunnel-ts, (c) the sidecar model (haproxy mTLS pair). Also the maximum
-// rate, single-stream bulk throughput (iperf3), daemon CPU and RSS at the fixed rate, and memory per idle
+// rate, single-stream bulk throughput (iperf3; also to shop/cart-local on the client's node), daemon CPU and RSS at the fixed rate, and memory per idle
 // tunnelled connection. Writes bench/results/DATE/fortio.{json,md,svg}.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,6 +20,8 @@ const MANIFESTS = fileURLToPath(new URL('../../manifests/examples/demo/cluster.y
 const LOADGEN = fileURLToPath(new URL('../src/lab/loadgen.js', import.meta.url));
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 const SERVER_IP = '10.244.2.10';
+/** shop/cart-local, on the client's node. */
+const LOCAL_SERVER_IP = '10.244.1.11';
 const MODES = ['no-mesh', 'ztunnel-ts', 'sidecar'] as const;
 type Mode = (typeof MODES)[number];
 
@@ -74,9 +76,10 @@ function connrate(count: number, conc: number): ConnSample {
   return r;
 }
 
-function iperf(mode: Mode, seconds: number): number {
-  const [host, port] = target(mode, 5201);
-  background('shop/cart-remote', 'iperf3', ['-s', '-1', '-p', '5201']);
+/** One iperf3 stream from the client pod: to shop/cart-remote through each mode, or to shop/cart-local (same node). */
+function iperf(mode: Mode, seconds: number, sameNode = false): number {
+  const [host, port] = sameNode ? [LOCAL_SERVER_IP, 5201] : target(mode, 5201);
+  background(sameNode ? 'shop/cart-local' : 'shop/cart-remote', 'iperf3', ['-s', '-1', '-p', '5201']);
   spawnSync('sleep', ['0.5']);
   const out = inPod('shop/client', 'iperf3', ['-c', host, '-p', String(port), '-t', String(seconds), '-J'], (seconds + 30) * 1000);
   const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
@@ -143,11 +146,13 @@ async function main(): Promise<void> {
   }
   const maxRate: Record<string, number> = {};
   const bulk: Record<string, number> = {};
+  const sameNode: Record<string, number> = {};
   for (const mode of MODES) {
     await setMesh(state, mode === 'ztunnel-ts', original);
     maxRate[mode] = load(mode, 0, conns, Math.min(seconds, 10)).achievedQps;
     bulk[mode] = iperf(mode, 5);
-    log(`${mode.padEnd(10)} max ${maxRate[mode]?.toFixed(0)} qps, single stream ${bulk[mode]?.toFixed(2)} Gbit/s`);
+    if (mode !== 'sidecar') sameNode[mode] = iperf(mode, 5, true);
+    log(`${mode.padEnd(10)} max ${maxRate[mode]?.toFixed(0)} qps, single stream ${bulk[mode]?.toFixed(2)} Gbit/s${mode === 'sidecar' ? '' : `, same node ${sameNode[mode]?.toFixed(2)} Gbit/s`}`);
   }
   // New connections (the probe's echo on ECHO_PORT), no mesh and through the daemons, in turn.
   const connRuns: Record<'no-mesh' | 'ztunnel-ts', { eight: ConnSample[]; one: ConnSample[] }> = { 'no-mesh': { eight: [], one: [] }, 'ztunnel-ts': { eight: [], one: [] } };
@@ -188,7 +193,7 @@ async function main(): Promise<void> {
   const dir = join(RESULTS, date);
   mkdirSync(dir, { recursive: true });
   const params = { qps, conns, seconds, payload, rounds, tool, toolDetail };
-  const extras = { maxRateQps: maxRate, singleStreamGbps: bulk, newConnections: conn, daemonCpuCoresAtQps: daemonCpu, daemonRssMbAtQps: daemonRss, idleConnections: idleCount, kbPerIdleConnectionPerDaemon: perIdleKb };
+  const extras = { maxRateQps: maxRate, singleStreamGbps: bulk, sameNodeStreamGbps: sameNode, newConnections: conn, daemonCpuCoresAtQps: daemonCpu, daemonRssMbAtQps: daemonRss, idleConnections: idleCount, kbPerIdleConnectionPerDaemon: perIdleKb };
   writeFileSync(join(dir, 'fortio.json'), `${JSON.stringify({ date, machine, params, summary, extras, runs }, null, 2)}\n`);
   const f = (v: number | undefined, d = 3): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(d));
   const md = [
@@ -206,6 +211,7 @@ async function main(): Promise<void> {
     '|---|---|---|---|',
     `| max rate (qps, ${conns} connections) | ${f(maxRate['no-mesh'], 0)} | ${f(maxRate['ztunnel-ts'], 0)} | ${f(maxRate['sidecar'], 0)} |`,
     `| single stream (iperf3, Gbit/s) | ${f(bulk['no-mesh'], 2)} | ${f(bulk['ztunnel-ts'], 2)} | ${f(bulk['sidecar'], 2)} |`,
+    `| single stream to a pod on the same node (iperf3, Gbit/s) | ${f(sameNode['no-mesh'], 2)} | ${f(sameNode['ztunnel-ts'], 2)} (${f((100 * (sameNode['ztunnel-ts'] ?? NaN)) / (sameNode['no-mesh'] ?? NaN), 0)}%) | not measured |`,
     `| new connections/s, 8 at a time (probe connrate) | ${f(conn['no-mesh'].perSecond, 0)} | ${f(conn['ztunnel-ts'].perSecond, 0)} (${f((100 * conn['ztunnel-ts'].perSecond) / conn['no-mesh'].perSecond, 0)}%) | not measured |`,
     `| connect + first echo p50, 8 at a time (ms) | ${f(conn['no-mesh'].p50)} | ${f(conn['ztunnel-ts'].p50)} (+${f(conn['ztunnel-ts'].p50 - conn['no-mesh'].p50)}) | not measured |`,
     `| connect + first echo p50, 1 in flight (ms) | ${f(conn['no-mesh'].oneP50)} | ${f(conn['ztunnel-ts'].oneP50)} (+${f(conn['ztunnel-ts'].oneP50 - conn['no-mesh'].oneP50)}) | not measured |`,
