@@ -281,6 +281,8 @@ export class App {
         maxConnectionsPerSource: this.config.maxConnectionsPerSource,
         maxHboneStreams: this.config.maxHboneStreams,
         openConnections: stats.reduce((n, s) => n + s.openConnections, 0),
+        // Plain TCP connections the kernel carries now (splice(2)); null when --no-splice or no eBPF capture.
+        splicedConnections: stats.some((s) => s.spliced !== null) ? stats.reduce((n, s) => n + (s.spliced ?? 0), 0) : null,
         fileDescriptors: this.#fdLimit,
       },
       capture: this.config.capture === 'ebpf' ? Object.fromEntries(Object.entries(this.#datapath?.stats() ?? {}).map(([k, v]) => [k, Number(v)])) : null,

@@ -9,6 +9,7 @@ import type { Authorizer } from './authz/hook.js';
 import type { Config } from './config/config.js';
 import type { ListenerKind } from './datapath/capture-program.js';
 import { INBOUND_PLAIN_PORT, OUTBOUND_PORT } from './datapath/datapath.js';
+import { SocketSplicer } from './datapath/socket-splicer.js';
 import { listenerFd } from './datapath/transparent-sockets.js';
 import { CLIENT_MAX_STREAMS_PER_CONNECTION, type HboneTimeouts } from './hbone/constants.js';
 import { HbonePool } from './hbone/pool.js';
@@ -51,6 +52,8 @@ export interface DataplaneStats {
   readonly openConnections: number;
   /** Open connections per endpoint (workload uid), for config_dump. */
   readonly endpointLoad: Record<string, number>;
+  /** Connections whose bytes the kernel carries now (null: the splice is off). */
+  readonly spliced: number | null;
 }
 
 export class Dataplane {
@@ -69,11 +72,13 @@ export class Dataplane {
   #socks: net.Server | undefined;
   #reconciling: Promise<void> = Promise.resolve();
   #closed = false;
+  readonly #splice: SocketSplicer | undefined;
 
   constructor(o: DataplaneOptions) {
     const { config, sockets, timeouts } = o;
     this.#config = config;
     this.#logger = o.child('dataplane');
+    this.#splice = config.splice ? this.#loadSplice() : undefined;
     this.limits = new ConnectionLimiter({ maxConnections: config.maxConnections, maxConnectionsPerSource: config.maxConnectionsPerSource }, o.sharedConnections);
     this.pool = new HbonePool({
       certs: o.certs,
@@ -96,6 +101,7 @@ export class Dataplane {
       telemetry: o.telemetry,
       limits: this.limits,
       endpoints: this.endpoints,
+      splice: this.#splice,
     });
     this.inbound = new InboundProxy(this.pi);
     this.outbound = new OutboundProxy(this.pi, this.inbound);
@@ -164,13 +170,23 @@ export class Dataplane {
   }
 
   stats(): DataplaneStats {
-    return { pool: this.pool.stats, openConnections: this.limits.open, endpointLoad: this.endpoints.loads() };
+    return { pool: this.pool.stats, openConnections: this.limits.open, endpointLoad: this.endpoints.loads(), spliced: this.#splice?.spliced ?? null };
   }
 
   /** Stops accepting at once: queued connections of the transparent listeners move to the rest of their groups. */
   closeListeners(): void {
     for (const s of this.#captureListeners) s.close();
     this.#socks?.close();
+  }
+
+  /** The kernel splice of plain TCP connections; without it the daemon copies them. */
+  #loadSplice(): SocketSplicer | undefined {
+    try {
+      return SocketSplicer.open();
+    } catch (err) {
+      this.#logger.warn({ err: (err as Error).message }, 'socket splice unavailable: plain TCP connections are copied by the daemon');
+      return undefined;
+    }
   }
 
   /** Closes listeners, sends GOAWAY, waits for open connections up to the deadline, cuts the rest; returns how many were cut. */
@@ -190,6 +206,7 @@ export class Dataplane {
     this.hbone.destroy();
     this.pool.destroy();
     this.inbound.destroy();
+    this.#splice?.close();
     return cut;
   }
 

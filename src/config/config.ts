@@ -103,6 +103,7 @@ export const runFlagsSchema = z
     maxConnectionsPerSource: count('--max-connections-per-source').default(0),
     maxHboneStreams: count('--max-hbone-streams').min(1, '--max-hbone-streams must be at least 1').default(200),
     takeover: z.boolean().default(false),
+    splice: z.boolean().default(true),
     workers: z.union([z.literal('auto'), count('--workers').min(1, '--workers must be at least 1 (or auto)').max(16, '--workers must be at most 16')], { error: '--workers must be a number or auto' }).default('auto'),
   })
   .superRefine((f, ctx) => {
@@ -178,6 +179,8 @@ export interface Config extends SharedConfig {
   readonly takeover: boolean;
   /** Threads that run the data path; 1: all in the daemon's own thread. */
   readonly workers: number;
+  /** With eBPF capture: the kernel carries the bytes of plain TCP connections between their two sockets (bpf/splice.bpf.c). */
+  readonly splice: boolean;
 }
 
 /**
@@ -218,5 +221,6 @@ export function configFromFlags(raw: Record<string, unknown>): Config {
     maxHboneStreams: f.maxHboneStreams,
     takeover: f.takeover,
     workers: f.workers === 'auto' ? autoWorkers(f.capture) : f.workers,
+    splice: f.splice && f.capture === 'ebpf',
   });
 }

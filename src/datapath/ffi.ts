@@ -35,6 +35,15 @@ export const c = {
   listen: libc.func('int listen(int fd, int backlog)'),
   close: libc.func('int close(int fd)'),
   getrlimit: libc.func('int getrlimit(int resource, _Out_ void *rlim)'),
+  // The socket splice (src/datapath/socket-splicer.ts). epoll_wait blocks: it is called with .async(),
+  // on a libuv pool thread.
+  epollCreate: libc.func('int epoll_create1(int flags)'),
+  epollCtl: libc.func('int epoll_ctl(int epfd, int op, int fd, const void *event)'),
+  epollWait: libc.func('int epoll_wait(int epfd, void *events, int maxevents, int timeout)'),
+  pipe2: libc.func('int pipe2(_Out_ int *fds, int flags)'),
+  fcntl: libc.func('int fcntl(int fd, int cmd, int arg)'),
+  splice: libc.func('intptr_t splice(int fdIn, void *offIn, int fdOut, void *offOut, size_t len, unsigned int flags)'),
+  shutdown: libc.func('int shutdown(int fd, int how)'),
   setrlimit: libc.func('int setrlimit(int resource, const void *rlim)'),
 };
 

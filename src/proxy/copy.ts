@@ -26,7 +26,7 @@ export interface CopyProgress {
 }
 
 /** Tears a side down so that its peer sees a failure, not a clean end. */
-function reset(side: Duplex): void {
+export function reset(side: Duplex): void {
   if (side.destroyed) return;
   if (side instanceof Socket && !side.writableEnded) {
     side.resetAndDestroy();
@@ -41,16 +41,49 @@ function reset(side: Duplex): void {
  * Frees a side whose both directions ended cleanly. An HTTP/2 stream closes by itself once its END_STREAM
  * is out; destroying it here would send a needless RST_STREAM for every connection (~30 µs each).
  */
-function release(side: Duplex): void {
+export function release(side: Duplex): void {
   const stream = side as Duplex & { close?: (code: number) => void };
   if (!(side instanceof Socket) && typeof stream.close === 'function') return;
   side.destroy();
 }
 
-export function copyBidirectional(a: Duplex, b: Duplex, progress: CopyProgress = { aToB: 0, bToA: 0 }): Promise<CopyResult> {
+/** Lets another mover take over an open copy (the kernel's splice, once a connection carries bulk). */
+export interface CopyHandover {
+  /** Bytes in one direction after which ready() is called, once. */
+  readonly after: number;
+  /**
+   * take(next) detaches the copy and settles it with next()'s result, if nothing is in flight and
+   * neither side has ended or failed; otherwise it returns false and the copy goes on.
+   */
+  ready(take: (next: () => Promise<CopyResult>) => boolean): void;
+}
+
+export function copyBidirectional(a: Duplex, b: Duplex, progress: CopyProgress = { aToB: 0, bToA: 0 }, handover?: CopyHandover): Promise<CopyResult> {
   return new Promise((resolve, reject) => {
     let pending = 2;
     let settled = false;
+    let ended = false;
+    // Every listener, so that a handover can take them all off.
+    type Listener = (...args: unknown[]) => void;
+    const attached: [Duplex, string, Listener][] = [];
+    const on = <A extends unknown[]>(side: Duplex, event: string, fn: (...args: A) => void): void => {
+      side.on(event, fn as unknown as Listener);
+      attached.push([side, event, fn as unknown as Listener]);
+    };
+    let offered = handover === undefined;
+    const take = (next: () => Promise<CopyResult>): boolean => {
+      const idle = (s: Duplex): boolean => s.writableLength === 0 && s.readableLength === 0 && !s.destroyed;
+      if (settled || ended || !idle(a) || !idle(b)) return false;
+      settled = true;
+      for (const [side, event, fn] of attached) side.off(event, fn);
+      next().then(resolve, reject);
+      return true;
+    };
+    const maybeOffer = (): void => {
+      if (offered || handover === undefined || Math.max(progress.aToB, progress.bToA) < handover.after) return;
+      offered = true;
+      handover.ready(take);
+    };
     const finish = (err?: Error): void => {
       if (settled) return;
       if (err !== undefined) {
@@ -70,16 +103,18 @@ export function copyBidirectional(a: Duplex, b: Duplex, progress: CopyProgress =
     };
     const direction = (from: Duplex, to: Duplex, count: (n: number) => void): void => {
       let readDone = false;
-      from.on('data', (chunk: Buffer) => {
+      on(from, 'data', (chunk: Buffer) => {
         count(chunk.length);
         if (!to.write(chunk)) from.pause();
+        maybeOffer();
       });
-      to.on('drain', () => from.resume());
-      from.on('end', () => {
+      on(to, 'drain', () => from.resume());
+      on(from, 'end', () => {
         readDone = true;
+        ended = true;
         to.end();
       });
-      to.on('finish', () => {
+      on(to, 'finish', () => {
         if (readDone) finish();
       });
       // An accepted socket starts paused (pauseOnConnect), and a 'data' listener does not resume a
@@ -103,16 +138,16 @@ export function copyBidirectional(a: Duplex, b: Duplex, progress: CopyProgress =
       finish(new Error('a side closed before the copy started'));
       return;
     }
-    a.on('error', onError);
-    b.on('error', onError);
-    a.on('close', onClose(a));
-    b.on('close', onClose(b));
+    on(a, 'error', onError);
+    on(b, 'error', onError);
+    on(a, 'close', onClose(a));
+    on(b, 'close', onClose(b));
     const onAborted = (side: Duplex) => (): void => {
       const rstCode = (side as Duplex & { rstCode?: number }).rstCode;
       if (rstCode !== undefined && rstCode !== h2.NGHTTP2_NO_ERROR) finish(new Error(`stream reset (code ${rstCode})`));
     };
-    a.on('aborted', onAborted(a));
-    b.on('aborted', onAborted(b));
+    on(a, 'aborted', onAborted(a));
+    on(b, 'aborted', onAborted(b));
     direction(a, b, (n) => (progress.aToB += n));
     direction(b, a, (n) => (progress.bToA += n));
   });

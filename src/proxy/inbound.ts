@@ -12,6 +12,7 @@ import { copyBidirectional, type CopyProgress } from './copy.js';
 import { ProxyError } from './errors.js';
 import type { ProxyInputs } from './inputs.js';
 import { recursionReason } from './recursion.js';
+import { copyConnection } from './splice-copy.js';
 
 export interface InboundOpen {
   readonly upstream: net.Socket;
@@ -95,7 +96,7 @@ export class InboundProxy {
       throw new ProxyError('PROXY_DENIED', `denied: ${decision.reason}`);
     }
     const timeout = AbortSignal.timeout(timeouts.upstreamConnectMs);
-    const upstream = await sockets.connect(dst, src.ip, cancel === undefined ? timeout : AbortSignal.any([timeout, cancel]));
+    const upstream = await sockets.connect(dst, src.ip, cancel === undefined ? timeout : AbortSignal.any([timeout, cancel]), { paused: true });
     this.#open.set(upstream, request);
     upstream.on('close', () => this.#open.delete(upstream));
     return { upstream, workload, decision };
@@ -169,9 +170,9 @@ export class InboundProxy {
       ({ upstream, workload }) => {
         record.fields.dstWorkload = workload;
         record.fields.dstIdentity = workload.identity;
-        client.resume();
         record.opened();
-        record.track(copyBidirectional(client, upstream, progress), progress);
+        // The copy resumes the client (paused since it was accepted).
+        record.track(copyConnection(this.#pi.splice, client, upstream, progress), progress);
       },
       (err: Error) => {
         record.record({ clientToServer: 0, serverToClient: 0, error: err, flag: flagFor(err) });

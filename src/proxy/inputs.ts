@@ -1,6 +1,7 @@
 // The shared inputs every listener gets (one frozen object built by the app).
 import type { Logger } from 'pino';
 import type { Authorizer } from '../authz/hook.js';
+import type { SocketSplicer } from '../datapath/socket-splicer.js';
 import type { HboneTimeouts } from '../hbone/constants.js';
 import type { HbonePool } from '../hbone/pool.js';
 import type { Certificates } from '../identity/cert-manager.js';
@@ -25,4 +26,6 @@ export interface ProxyInputs {
   readonly limits: ConnectionLimiter;
   /** Endpoint choice: open connections per endpoint and ClientIP affinity. */
   readonly endpoints: EndpointPicker;
+  /** The kernel splice of plain TCP connections (with eBPF capture, unless --no-splice). */
+  readonly splice?: SocketSplicer | undefined;
 }

@@ -6,11 +6,12 @@ import { buildBaggage, forwardedFor, formatAddress, newTraceparent, type SocketA
 import { HboneError } from '../hbone/errors.js';
 import type { Workload } from '../model/types.js';
 import { ConnectionRecord } from '../telemetry/access-log.js';
-import { copyBidirectional, type CopyProgress } from './copy.js';
+import type { CopyProgress } from './copy.js';
 import { ProxyError } from './errors.js';
 import { flagFor, takeConnectionSlot, type InboundProxy } from './inbound.js';
 import type { ProxyInputs } from './inputs.js';
 import { buildOutboundRequest, outerSource, type OutboundRequest } from './outbound-request.js';
+import { copyConnection } from './splice-copy.js';
 
 export interface OutboundHooks {
   /** Called once the far side accepted; SOCKS5 sends its success reply here. */
@@ -77,10 +78,10 @@ export class OutboundProxy {
     this.#open(req, source, src).then(
       (upstream) => {
         hooks.onEstablished?.();
-        client.resume();
         const progress: CopyProgress = { aToB: 0, bToA: 0 };
         record.opened();
-        record.track(copyBidirectional(client, upstream, progress), progress);
+        // The copy resumes the client (paused since it was accepted).
+        record.track(copyConnection(this.#pi.splice, client, upstream, progress), progress);
       },
       (err: Error) => fail(err, outboundFlag(err)),
     );
@@ -90,7 +91,7 @@ export class OutboundProxy {
     const { pool, sockets, timeouts } = this.#pi;
     switch (req.kind) {
       case 'tcp':
-        return sockets.connect(req.target, src.ip, AbortSignal.timeout(timeouts.upstreamConnectMs));
+        return sockets.connect(req.target, src.ip, AbortSignal.timeout(timeouts.upstreamConnectMs), { paused: true });
       case 'local':
         return (await this.#inbound.open(src, source?.identity, req.target)).upstream;
       case 'hbone': {

@@ -89,6 +89,17 @@ function openedBy(node: string): number {
   return [...metricsIn(`ztl-${node}`).matchAll(/^istio_tcp_connections_opened_total\{[^}]*reporter="source"[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
 }
 
+/** A DENY of shop/client's identity to the cart pods (both of them, on both nodes). */
+const denyClientToCart = (name: string): string => `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: ${name}, namespace: shop }
+spec:
+  action: DENY
+  selector: { matchLabels: { app: cart } }
+  rules:
+  - from: [{ source: { principals: ["cluster.local/ns/shop/sa/client"] } }]
+`;
+
 /** The kernel's count of retransmitted SYNs in a pod's network namespace. */
 function synRetransmits(pod: string): number {
   const r = spawnSync('nsenter', [`--net=/run/netns/${findPod(pod).netns}`, 'cat', '/proc/net/netstat'], { encoding: 'utf8' });
@@ -283,19 +294,7 @@ spec:
     });
     await waitFor('held connections', () => holds.every((h) => h.out.includes('connected')));
     await new Promise((r) => setTimeout(r, 300));
-    writeFileSync(
-      state.manifests,
-      `${original}---
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: { name: deny-client, namespace: shop }
-spec:
-  action: DENY
-  selector: { matchLabels: { app: cart } }
-  rules:
-  - from: [{ source: { principals: ["cluster.local/ns/shop/sa/client"] } }]
-`,
-    );
+    writeFileSync(state.manifests, `${original}---\n${denyClientToCart('deny-client')}`);
     for (const h of holds) {
       await h.exited;
       const ended = JSON.parse(h.out.trim().split('\n').at(-1) ?? '{}') as { ended?: string; pongs?: number };
@@ -307,6 +306,40 @@ spec:
     writeFileSync(state.manifests, original);
     for (const f of FAMILIES) await waitFor(`${f.name}: policy removed`, () => probe('shop/client', 'whoami', f.CART_REMOTE, '9000', '2000').ok, 10_000);
     t.pass('removing the policy restores access');
+  });
+
+  t.test('a same-node stream past 256 KiB is carried by the kernel: byte-exact, counted, and a DENY still closes it', async (t) => {
+    const splicedOnNode1 = (): number => {
+      const dump = spawnSync('nsenter', ['--net=/run/netns/ztl-node-1', process.execPath, '-e', "fetch('http://127.0.0.1:15000/config_dump').then(r=>r.text()).then(t=>process.stdout.write(t))"], { encoding: 'utf8' }).stdout;
+      return (JSON.parse(dump) as { limits?: { splicedConnections?: number | null } }).limits?.splicedConnections ?? -1;
+    };
+    // 3 MiB paced at 1 MiB/s, echoed: open for 3 s, spliced after its first 256 KiB.
+    const paced = (): { out: () => string; exited: Promise<void> } => {
+      const p = spawnProbe('shop/client', 'send', IPV4.CART_LOCAL, '8080', String(3 << 20), String(1 << 20));
+      let out = '';
+      p.stdout?.on('data', (c: Buffer) => (out += String(c)));
+      return { out: () => out, exited: new Promise((r) => p.once('exit', () => r())) };
+    };
+    const mark = logLines(state, 'node-1').length;
+    const ok = paced();
+    await waitFor('the stream spliced', () => splicedOnNode1() >= 1, 3000);
+    await ok.exited;
+    t.match(JSON.parse(ok.out().trim() || '{}'), { ok: true, received: 3 << 20 }, 'echoed back exactly (SHA-256 equal)');
+    const line = logLines(state, 'node-1')
+      .slice(mark)
+      .find((l) => l['msg'] === 'connection complete' && l['dst.addr'] === `${IPV4.CART_LOCAL}:8080` && l['direction'] === 'outbound');
+    t.match(line, { bytes_sent: 3 << 20, bytes_recv: 3 << 20 }, 'the access log counts every byte, the daemon\'s and the kernel\'s');
+    t.equal(splicedOnNode1(), 0, 'and it left the splice when it ended');
+
+    const original = readFileSync(state.manifests, 'utf8');
+    const denied = paced();
+    await waitFor('the second stream spliced', () => splicedOnNode1() >= 1, 3000);
+    writeFileSync(state.manifests, `${original}---\n${denyClientToCart('deny-client-spliced')}`);
+    await denied.exited;
+    t.match(JSON.parse(denied.out().trim() || '{}'), { ok: false }, 'the DENY closed the spliced connection before its end');
+    t.equal(splicedOnNode1(), 0, 'nothing left spliced');
+    writeFileSync(state.manifests, original);
+    await waitFor('policy removed', () => probe('shop/client', 'whoami', IPV4.CART_LOCAL, '9000', '2000').ok, 10_000);
   });
 
   t.test('lab status --json describes nodes and pods, with every address', async (t) => {
