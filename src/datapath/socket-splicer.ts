@@ -17,8 +17,13 @@ const EVENT_SIZE = 12;
 const MAX_EVENTS = 256;
 /** Empty pipes kept for the next burst: a pipe is held only while bytes are in it. */
 const SPARE_PIPES = 64;
-/** A wait with nothing to report ends after this, and is not renewed while nothing is spliced. */
-const WAIT_MS = 1000;
+/**
+ * A wait with nothing to report ends after this (and is not renewed while nothing is spliced). It holds
+ * one of libuv's four pool threads while it lasts, which file reads, WebCrypto and every worker's own
+ * splicer also need: short waits let their work in between (UV_THREADPOOL_SIZE cannot be raised once
+ * Node runs).
+ */
+const WAIT_MS = 20;
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
 const F_SETPIPE_SZ = 1031;

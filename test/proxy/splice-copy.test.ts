@@ -2,7 +2,9 @@
 // sockets set up as the daemon sets them up: bytes exact and in order both ways, half-close, resets,
 // counts, a reader that stops stops the writer, and a socket closed by someone else ends the splice.
 import { createHash, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import net from 'node:net';
+import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { SocketSplicer } from '../../src/datapath/socket-splicer.js';
 import type { CopyResult } from '../../src/proxy/copy.js';
@@ -80,6 +82,10 @@ function readAll(s: net.Socket): Promise<Buffer> {
     s.on('end', () => resolve(Buffer.concat(chunks)));
     s.on('error', reject);
   });
+}
+
+async function waitUntil(pred: () => boolean): Promise<void> {
+  while (!pred()) await new Promise((r) => setTimeout(r, 5));
 }
 
 function connect(port: number): net.Socket {
@@ -289,6 +295,32 @@ t.test('splice', async (t) => {
     t.equal(splicer.spliced, 0, 'not spliced');
     serverSide[0]?.resetAndDestroy();
     t.equal(await clientSaw, 'ECONNRESET');
+  });
+
+  t.test("idle spliced connections in four data paths leave libuv's pool to other work", async (t) => {
+    // Each splicer's wait holds a pool thread; four of them (four workers) hold all four. File reads,
+    // WebCrypto and DNS must still get through between waits, not once a second.
+    const upstream = await listen(t, (s) => s.on('data', () => undefined));
+    const splicers = Array.from({ length: 4 }, () => SocketSplicer.open());
+    t.teardown(() => splicers.forEach((s) => s.close()));
+    for (const sp of splicers) {
+      const p = await proxy(t, sp, upstream);
+      const c = connect(p.port);
+      await new Promise((r) => c.once('connect', r));
+      await waitUntil(() => p.conns.length === 1);
+      t.teardown(() => c.destroy());
+    }
+    t.same(splicers.map((s) => s.spliced), [1, 1, 1, 1], 'four idle spliced connections, one in each');
+    const slowest = Math.max(
+      ...(await Promise.all(
+        Array.from({ length: 5 }, async () => {
+          const t0 = Date.now();
+          await readFile(fileURLToPath(import.meta.url));
+          return Date.now() - t0;
+        }),
+      )),
+    );
+    t.ok(slowest < 500, `five file reads through the pool, the slowest in ${slowest} ms (a wait of a second would hold them a second)`);
   });
 
   t.test('a socket the daemon has read from is not spliced, and the daemon copies it', async (t) => {
