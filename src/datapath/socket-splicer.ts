@@ -129,9 +129,13 @@ export class SocketSplicer {
     };
   }
 
+  /** Ends the splicer: pairs still open are failed, so that their owners reset them. */
   close(): void {
     this.#closed = true;
-    for (const id of [...this.#pairs.keys()]) this.#remove(id);
+    for (const [id, pair] of [...this.#pairs]) {
+      this.#remove(id);
+      pair.watcher.failed(new DatapathError('DATAPATH_SOCKET', 'the splicer closed'), this.#bytes(pair));
+    }
     for (const [r, w] of this.#spare.splice(0)) {
       c.close(r);
       c.close(w);

@@ -63,12 +63,13 @@ export function copyBidirectional(a: Duplex, b: Duplex, progress: CopyProgress =
     let pending = 2;
     let settled = false;
     let ended = false;
-    // Every listener, so that a handover can take them all off.
+    // Every listener, so that a handover can take them all off (kept only when one may come: an
+    // array for each held connection is memory the copy's pump was written to save).
     type Listener = (...args: unknown[]) => void;
     const attached: [Duplex, string, Listener][] = [];
     const on = <A extends unknown[]>(side: Duplex, event: string, fn: (...args: A) => void): void => {
       side.on(event, fn as unknown as Listener);
-      attached.push([side, event, fn as unknown as Listener]);
+      if (handover !== undefined) attached.push([side, event, fn as unknown as Listener]);
     };
     let offered = handover === undefined;
     const take = (next: () => Promise<CopyResult>): boolean => {
