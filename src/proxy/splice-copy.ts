@@ -89,6 +89,7 @@ export function spliceBidirectional(a: net.Socket, b: net.Socket, splicer: Socke
   // What the daemon copied before (a handover), counted with what the kernel carries.
   const before = { aToB: progress.aToB, bToA: progress.bToA };
   let cancel: () => { aToB: number; bToA: number } = () => ({ aToB: 0, bToA: 0 });
+  let spliced = true;
   const done = new Promise<CopyResult>((resolve, reject) => {
     let settled = false;
     const settle = (bytes: { aToB: number; bToA: number }): void => {
@@ -127,12 +128,12 @@ export function spliceBidirectional(a: net.Socket, b: net.Socket, splicer: Socke
           reject(err);
         },
       }).cancel;
-    } catch (err) {
+    } catch {
+      // The kernel would not take them (no epoll watch left, the splicer closing): the daemon copies on.
+      spliced = false;
       settle({ aToB: 0, bToA: 0 });
-      reset(a);
-      reset(b);
-      reject(err as Error);
+      copyBidirectional(a, b, progress).then(resolve, reject);
     }
   });
-  return { spliced: true, done };
+  return { spliced, done };
 }

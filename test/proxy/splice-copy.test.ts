@@ -323,6 +323,21 @@ t.test('splice', async (t) => {
     t.ok(slowest < 500, `five file reads through the pool, the slowest in ${slowest} ms (a wait of a second would hold them a second)`);
   });
 
+  t.test('a splicer that will not take the sockets (closed) leaves the connection to the daemon', async (t) => {
+    const { upstream, replies } = await answeringServer(t);
+    const closed = SocketSplicer.open();
+    closed.close();
+    const p = await proxy(t, closed, upstream);
+    const payload = randomBytes(300_000);
+    const c = connect(p.port);
+    c.once('connect', () => setTimeout(() => c.end(payload), 20));
+    const back = await readAll(c);
+    t.equal(back.subarray(0, 64).toString(), sha(payload), 'the request arrived exactly');
+    t.ok(back.subarray(64).equals(replies.get(payload.length) ?? Buffer.alloc(0)), 'and the answer');
+    t.equal(p.conns[0]?.spliced, false, 'copied by the daemon');
+    t.same(await p.conns[0]?.done, { aToB: payload.length, bToA: 64 + payload.length });
+  });
+
   t.test('a socket the daemon has read from is not spliced, and the daemon copies it', async (t) => {
     const upstream = await listen(t, (s) => void readAll(s).then((got) => s.end(sha(got))));
     const sockets = new PlainSocketFactory();
