@@ -5,7 +5,7 @@ import net from 'node:net';
 import { formatAddress, type SocketAddress } from '../hbone/headers.js';
 import { formatHostPort, ipFamily, type IpFamily } from '../model/address.js';
 import { ProxyError } from '../proxy/errors.js';
-import { connectSocket, type ConnectOptions, type ListenOptions, type SocketFactory } from '../proxy/sockets.js';
+import { connectSocket, type ListenOptions, type SocketFactory } from '../proxy/sockets.js';
 import { ipKey } from './capture-program.js';
 import { DatapathError } from './errors.js';
 import { c, errno } from './ffi.js';
@@ -143,7 +143,7 @@ export class TransparentSocketFactory implements SocketFactory {
     return server;
   }
 
-  connect(dst: SocketAddress, srcIp: string | undefined, signal: AbortSignal, opts: ConnectOptions = {}): Promise<net.Socket> {
+  connect(dst: SocketAddress, srcIp: string | undefined, signal: AbortSignal): Promise<net.Socket> {
     const what = `upstream ${srcIp ?? '*'} -> ${formatAddress(dst)}`;
     const family = ipFamily(dst.ip);
     // A source of the other family cannot be kept (a hostile CONNECT could ask for one): refuse, never
@@ -163,10 +163,9 @@ export class TransparentSocketFactory implements SocketFactory {
     } catch (err) {
       return Promise.reject(new ProxyError('PROXY_UPSTREAM_CONNECT', (err as Error).message, { cause: err }));
     }
-    // A socket made from a descriptor starts reading at once unless told not to (manualStart).
-    const socket = new net.Socket({ fd, allowHalfOpen: true, readable: true, writable: true, ...(opts.paused === true ? { manualStart: true } : {}) } as net.SocketConstructorOpts);
+    const socket = new net.Socket({ fd, allowHalfOpen: true, readable: true, writable: true });
     socket.setNoDelay(true);
     socket.connect({ host: dst.ip, port: dst.port });
-    return connectSocket(socket, dst, signal, opts);
+    return connectSocket(socket, dst, signal);
   }
 }

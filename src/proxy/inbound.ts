@@ -96,7 +96,7 @@ export class InboundProxy {
       throw new ProxyError('PROXY_DENIED', `denied: ${decision.reason}`);
     }
     const timeout = AbortSignal.timeout(timeouts.upstreamConnectMs);
-    const upstream = await sockets.connect(dst, src.ip, cancel === undefined ? timeout : AbortSignal.any([timeout, cancel]), { paused: true });
+    const upstream = await sockets.connect(dst, src.ip, cancel === undefined ? timeout : AbortSignal.any([timeout, cancel]));
     this.#open.set(upstream, request);
     upstream.on('close', () => this.#open.delete(upstream));
     return { upstream, workload, decision };

@@ -91,7 +91,7 @@ export class OutboundProxy {
     const { pool, sockets, timeouts } = this.#pi;
     switch (req.kind) {
       case 'tcp':
-        return sockets.connect(req.target, src.ip, AbortSignal.timeout(timeouts.upstreamConnectMs), { paused: true });
+        return sockets.connect(req.target, src.ip, AbortSignal.timeout(timeouts.upstreamConnectMs));
       case 'local':
         return (await this.#inbound.open(src, source?.identity, req.target)).upstream;
       case 'hbone': {

@@ -15,12 +15,7 @@ export interface ListenOptions {
 export interface SocketFactory {
   listen(opts: ListenOptions, onConnection: (socket: net.Socket) => void): Promise<net.Server>;
   /** Connects to dst, from srcIp when given (the client's own IP, so the server sees it). */
-  connect(dst: SocketAddress, srcIp: string | undefined, signal: AbortSignal, opts?: ConnectOptions): Promise<net.Socket>;
-}
-
-export interface ConnectOptions {
-  /** Nothing is read from the socket until it is resumed, so none of its bytes is in the daemon yet (a splice may take it). */
-  readonly paused?: boolean;
+  connect(dst: SocketAddress, srcIp: string | undefined, signal: AbortSignal): Promise<net.Socket>;
 }
 
 /** Ordinary sockets: binding a source IP works for addresses local to this host (loopback tests). */
@@ -53,18 +48,17 @@ export class PlainSocketFactory implements SocketFactory {
     return server;
   }
 
-  connect(dst: SocketAddress, srcIp: string | undefined, signal: AbortSignal, opts: ConnectOptions = {}): Promise<net.Socket> {
+  connect(dst: SocketAddress, srcIp: string | undefined, signal: AbortSignal): Promise<net.Socket> {
     return connectSocket(
       net.connect({ host: dst.ip, port: dst.port, allowHalfOpen: true, noDelay: true, ...(srcIp === undefined ? {} : { localAddress: srcIp }) }),
       dst,
       signal,
-      opts,
     );
   }
 }
 
 /** Resolves when the socket connected; destroys it and rejects on error or abort. */
-export function connectSocket(socket: net.Socket, dst: SocketAddress, signal: AbortSignal, opts: ConnectOptions = {}): Promise<net.Socket> {
+export function connectSocket(socket: net.Socket, dst: SocketAddress, signal: AbortSignal): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const cleanup = (): void => {
       socket.off('connect', onConnect);
@@ -73,8 +67,6 @@ export function connectSocket(socket: net.Socket, dst: SocketAddress, signal: Ab
     };
     const onConnect = (): void => {
       cleanup();
-      // Before Node's first read, which it starts right after 'connect' unless the socket is paused.
-      if (opts.paused === true) socket.pause();
       resolve(socket);
     };
     const onError = (err: Error): void => {

@@ -69,7 +69,7 @@ function fdOf(s: net.Socket): number | undefined {
 
 /**
  * Node has none of the socket's bytes and is not reading it: an accepted socket still paused since
- * accept (pauseOnConnect), or one paused before it connected (ConnectOptions.paused).
+ * accept (pauseOnConnect), or one whose reads the handover stopped.
  */
 function untouched(s: net.Socket): boolean {
   const reading = handleOf(s)?.reading === true;

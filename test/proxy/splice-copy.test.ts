@@ -20,13 +20,25 @@ interface Proxy {
   readonly conns: { spliced: boolean; done: Promise<CopyResult>; client: net.Socket; upstream: net.Socket }[];
 }
 
-/** A proxy as the daemon's: the client accepted paused, the upstream connected paused, then spliced. */
+/** An upstream connection Node has not read from: paused before its first read, which starts on 'connect'. */
+function connectUnread(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: HOST, port, allowHalfOpen: true });
+    s.once('error', reject);
+    s.once('connect', () => {
+      s.pause();
+      resolve(s);
+    });
+  });
+}
+
+/** Spliced from the first byte: the client accepted paused, the upstream unread. */
 async function proxy(t: Test, splicer: SocketSplicer, upstreamPort: number): Promise<Proxy> {
   const conns: Proxy['conns'] = [];
   const sockets = new PlainSocketFactory();
   const server = await sockets.listen({ host: HOST, port: 0, pauseOnConnect: true }, (client) => {
     client.on('error', () => undefined);
-    void sockets.connect({ ip: HOST, port: upstreamPort }, undefined, AbortSignal.timeout(5000), { paused: true }).then((upstream) => {
+    void connectUnread(upstreamPort).then((upstream) => {
       const r = spliceBidirectional(client, upstream, splicer);
       r.done.catch(() => undefined);
       conns.push({ ...r, client, upstream });
@@ -42,7 +54,7 @@ async function hybridProxy(t: Test, splicer: SocketSplicer, upstreamPort: number
   const sockets = new PlainSocketFactory();
   const server = await sockets.listen({ host: HOST, port: 0, pauseOnConnect: true }, (client) => {
     client.on('error', () => undefined);
-    void sockets.connect({ ip: HOST, port: upstreamPort }, undefined, AbortSignal.timeout(5000), { paused: true }).then((upstream) => {
+    void sockets.connect({ ip: HOST, port: upstreamPort }, undefined, AbortSignal.timeout(5000)).then((upstream) => {
       const d = copyConnection(splicer, client, upstream, { aToB: 0, bToA: 0 });
       d.catch(() => undefined);
       done.push(d);
@@ -344,7 +356,7 @@ t.test('splice', async (t) => {
     const results: { spliced: boolean; done: Promise<CopyResult> }[] = [];
     const server = await sockets.listen({ host: HOST, port: 0 }, (client) => {
       // Not paused: Node is reading it (as a SOCKS5 client whose request the daemon has read).
-      void sockets.connect({ ip: HOST, port: upstream }, undefined, AbortSignal.timeout(5000), { paused: true }).then((up) => results.push(spliceBidirectional(client, up, splicer)));
+      void connectUnread(upstream).then((up) => results.push(spliceBidirectional(client, up, splicer)));
     });
     t.teardown(() => server.close());
     const payload = randomBytes(200_000);
