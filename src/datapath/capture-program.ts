@@ -3,7 +3,7 @@ import { closeSync, openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { addressFromKey, addressKey, ipFamily, ipOfFamily } from '../model/address.js';
 import { DatapathError } from './errors.js';
-import { BPF_ANY, BPF_TC_F_REPLACE, BPF_TC_INGRESS, TC_HOOK_SIZE, TC_OPTS_SIZE, bpf, c, errno } from './ffi.js';
+import { BPF_ANY, BPF_TC_F_REPLACE, BPF_TC_INGRESS, TC_HOOK_SIZE, TC_OPTS_SIZE, bpf, c, errno, withSignalsBlocked } from './ffi.js';
 
 export const DEFAULT_OBJECT = fileURLToPath(new URL('../../../bpf/capture.bpf.o', import.meta.url));
 
@@ -115,7 +115,7 @@ export class CaptureProgram {
     const obj = bpf.objectOpenFile(path, null);
     const openErr = Number(bpf.getError(obj));
     if (obj === null || openErr !== 0) throw new DatapathError('DATAPATH_LOAD', `bpf_object__open_file ${path}`, openErr || -errno());
-    const rc = bpf.objectLoad(obj) as number;
+    const rc = withSignalsBlocked(() => bpf.objectLoad(obj) as number);
     if (rc !== 0) {
       bpf.objectClose(obj);
       throw new DatapathError('DATAPATH_LOAD', `bpf_object__load ${path} (is this root, with BPF enabled?)`, rc);

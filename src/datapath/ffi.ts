@@ -45,7 +45,30 @@ export const c = {
   splice: libc.func('intptr_t splice(int fdIn, void *offIn, int fdOut, void *offOut, size_t len, unsigned int flags)'),
   shutdown: libc.func('int shutdown(int fd, int how)'),
   setrlimit: libc.func('int setrlimit(int resource, const void *rlim)'),
+  sigfillset: libc.func('int sigfillset(void *set)'),
+  pthreadSigmask: libc.func('int pthread_sigmask(int how, const void *set, void *old)'),
 };
+
+const SIG_BLOCK = 0;
+const SIG_SETMASK = 2;
+const SIGSET_BYTES = 128; // glibc's sigset_t
+
+/**
+ * Runs fn with this thread's signals held back (delivered when it returns). The kernel's BPF verifier
+ * gives up with EAGAIN when a signal is pending, and libbpf retries only a few times: a profiler's
+ * SIGPROF every millisecond (node --cpu-prof) made every load fail.
+ */
+export function withSignalsBlocked<T>(fn: () => T): T {
+  const all = Buffer.alloc(SIGSET_BYTES);
+  const old = Buffer.alloc(SIGSET_BYTES);
+  c.sigfillset(all);
+  if ((c.pthreadSigmask(SIG_BLOCK, all, old) as number) !== 0) return fn();
+  try {
+    return fn();
+  } finally {
+    c.pthreadSigmask(SIG_SETMASK, old, null);
+  }
+}
 
 export function errno(): number {
   return koffi.errno();

@@ -68,7 +68,8 @@ async function waitForLog(log: string, msg: string, pid: number): Promise<void> 
 }
 
 function tail(log: string): string {
-  return existsSync(log) ? readFileSync(log, 'utf8').split('\n').slice(-8).join('\n') : '';
+  // Stack frames left out: the message above them is what says why.
+  return existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter((l) => !/^\s+at /.test(l)).slice(-8).join('\n') : '';
 }
 
 export function readLabState(): LabState | undefined {
