@@ -3,7 +3,8 @@
 // one build, measures, then from the other, measures (A B, B A, A B …), so drift and order hit both.
 // Per build: new connections (8 at a time, one echo each), the daemons' CPU per connection and the busier
 // daemon's RSS after them; fortio at 1000 qps over 64 connections (-uniform) and CPU per 1000 requests;
-// one iperf3 stream and CPU per GiB, to the other node and to a pod on the same node; 10,000 idle tunnelled connections and the busier daemon's RSS per connection. --figures picks some.
+// one iperf3 stream and CPU per GiB, to the other node and to a pod on the same node; 10,000 idle
+// tunnelled connections and the busier daemon's RSS per connection. --figures picks some.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';

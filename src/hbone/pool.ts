@@ -19,6 +19,7 @@ import type { Socket } from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { Certificates } from '../identity/cert-manager.js';
+import { withDeadline } from '../model/deadline.js';
 import { firstSpiffeUri } from '../model/identity.js';
 import {
   CLIENT_MAX_STREAMS_PER_CONNECTION,
@@ -104,7 +105,11 @@ export class HbonePool {
    * connection, once: nothing of it reached the destination (RFC 9113 §8.7).
    */
   async connect(opts: ConnectOptions): Promise<ClientHttp2Stream> {
-    const signal = opts.signal ?? AbortSignal.timeout(this.#opts.timeouts.connectResponseMs);
+    if (opts.signal !== undefined) return this.#connectRetrying(opts, opts.signal);
+    return withDeadline(this.#opts.timeouts.connectResponseMs, undefined, (signal) => this.#connectRetrying(opts, signal));
+  }
+
+  async #connectRetrying(opts: ConnectOptions, signal: AbortSignal): Promise<ClientHttp2Stream> {
     try {
       return await this.#connectOnce(opts, signal);
     } catch (err) {

@@ -6,6 +6,7 @@ import type { AuthzDecision, AuthzRequest } from '../authz/hook.js';
 import type { HboneRequest } from '../hbone/server.js';
 import { formatAddress, type SocketAddress } from '../hbone/headers.js';
 import { normalIp } from '../model/address.js';
+import { withDeadline } from '../model/deadline.js';
 import type { Workload } from '../model/types.js';
 import { ConnectionRecord } from '../telemetry/access-log.js';
 import { copyBidirectional, type CopyProgress } from './copy.js';
@@ -95,8 +96,7 @@ export class InboundProxy {
       );
       throw new ProxyError('PROXY_DENIED', `denied: ${decision.reason}`);
     }
-    const timeout = AbortSignal.timeout(timeouts.upstreamConnectMs);
-    const upstream = await sockets.connect(dst, src.ip, cancel === undefined ? timeout : AbortSignal.any([timeout, cancel]));
+    const upstream = await withDeadline(timeouts.upstreamConnectMs, cancel, (signal) => sockets.connect(dst, src.ip, signal));
     this.#open.set(upstream, request);
     upstream.on('close', () => this.#open.delete(upstream));
     return { upstream, workload, decision };

@@ -4,6 +4,7 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { buildBaggage, forwardedFor, formatAddress, newTraceparent, type SocketAddress } from '../hbone/headers.js';
 import { HboneError } from '../hbone/errors.js';
+import { withDeadline } from '../model/deadline.js';
 import type { Workload } from '../model/types.js';
 import { ConnectionRecord } from '../telemetry/access-log.js';
 import type { CopyProgress } from './copy.js';
@@ -91,7 +92,7 @@ export class OutboundProxy {
     const { pool, sockets, timeouts } = this.#pi;
     switch (req.kind) {
       case 'tcp':
-        return sockets.connect(req.target, src.ip, AbortSignal.timeout(timeouts.upstreamConnectMs));
+        return withDeadline(timeouts.upstreamConnectMs, undefined, (signal) => sockets.connect(req.target, src.ip, signal));
       case 'local':
         return (await this.#inbound.open(src, source?.identity, req.target)).upstream;
       case 'hbone': {

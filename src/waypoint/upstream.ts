@@ -6,6 +6,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { formatAddress, newTraceparent, type SocketAddress } from '../hbone/headers.js';
 import type { HbonePool } from '../hbone/pool.js';
+import { withDeadline } from '../model/deadline.js';
 import type { Workload } from '../model/types.js';
 import { connectSocket } from '../proxy/sockets.js';
 
@@ -30,16 +31,17 @@ export class Upstreams {
   async open(endpoint: Workload, port: number, forwardedFor?: SocketAddress): Promise<Duplex> {
     const { pool, identity, hbonePort, connectTimeoutMs } = this.#opts;
     const target = { ip: endpoint.ip, port };
-    const signal = AbortSignal.timeout(connectTimeoutMs);
-    if (!endpoint.captured) return connectSocket(net.connect({ host: target.ip, port, allowHalfOpen: true, noDelay: true }), target, signal);
-    return pool.connect({
-      key: { srcIdentity: identity, dstIdentities: [endpoint.identity], nextHop: { ip: endpoint.ip, port: hbonePort }, srcIp: undefined },
-      authority: formatAddress(target),
-      headers: {
-        ...(forwardedFor === undefined ? {} : { forwarded: `for="${formatAddress(forwardedFor)}"` }),
-        traceparent: newTraceparent(),
-      },
-      signal,
+    return withDeadline<Duplex>(connectTimeoutMs, undefined, (signal) => {
+      if (!endpoint.captured) return connectSocket(net.connect({ host: target.ip, port, allowHalfOpen: true, noDelay: true }), target, signal);
+      return pool.connect({
+        key: { srcIdentity: identity, dstIdentities: [endpoint.identity], nextHop: { ip: endpoint.ip, port: hbonePort }, srcIp: undefined },
+        authority: formatAddress(target),
+        headers: {
+          ...(forwardedFor === undefined ? {} : { forwarded: `for="${formatAddress(forwardedFor)}"` }),
+          traceparent: newTraceparent(),
+        },
+        signal,
+      });
     });
   }
 
