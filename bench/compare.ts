@@ -2,9 +2,10 @@
 // in a temporary git worktree, brings up the demo lab once, and in every round restarts both daemons from
 // one build, measures, then from the other, measures (A B, B A, A B …), so drift and order hit both.
 // Per build: new connections (8 at a time, one echo each), the daemons' CPU per connection and the busier
-// daemon's RSS after them; fortio at 1000 qps over 64 connections (-uniform) and CPU per 1000 requests;
-// one iperf3 stream and CPU per GiB, to the other node and to a pod on the same node; 10,000 idle
-// tunnelled connections and the busier daemon's RSS per connection. --figures picks some.
+// daemon's RSS after them; fortio at 1000 qps over 64 connections (-uniform), CPU per 1000 requests and the
+// busier daemon's RSS as it ends; one iperf3 stream and CPU per GiB, to the other node and to a pod on the
+// same node; 10,000 idle tunnelled connections and the busier daemon's RSS per connection. --figures picks
+// some.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -71,7 +72,7 @@ function latency(p: Probe, fortio: string): Record<string, number> {
     DurationHistogram: { Count: number; Percentiles: { Percentile: number; Value: number }[] };
   };
   const pct = (q: number): number => (j.DurationHistogram.Percentiles.find((x) => x.Percentile === q)?.Value ?? NaN) * 1000;
-  return { p50ms: pct(50), p99ms: pct(99), cpuMsPer1kReq: ((p.cpu() - c0) / (j.DurationHistogram.Count / 1000)) * 1000 };
+  return { p50ms: pct(50), p99ms: pct(99), cpuMsPer1kReq: ((p.cpu() - c0) / (j.DurationHistogram.Count / 1000)) * 1000, rssAtQpsMb: Math.max(...p.pids.map(rssMb)) };
 }
 
 /** One iperf3 stream to server; the daemons' CPU per GiB. */

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { createCsr } from '../src/identity/svid.js';
+import { createCsr } from '../src/identity/csr.js';
 import { generateKeyPair } from '../src/identity/keys.js';
 import { issueNodeToken } from '../src/identity/tokens.js';
 

@@ -13,7 +13,8 @@ import {
   splitPemCertificates,
   x509,
 } from './keys.js';
-import { createCsr, uriSans, type Svid } from './svid.js';
+import { createCsr } from './csr.js';
+import type { Svid } from './svid.js';
 
 export const CA_FILES = {
   caCert: 'ca-cert.pem',
@@ -233,4 +234,8 @@ async function readCsr(pem: string): Promise<x509.Pkcs10CertificateRequest> {
   return csr;
 }
 
-export { uriSans };
+/** The URI SANs of a certificate (a SPIFFE SVID has exactly one). */
+export function uriSans(cert: x509.X509Certificate): string[] {
+  const ext = cert.getExtension(x509.SubjectAlternativeNameExtension);
+  return ext?.names.items.filter((n) => n.type === 'url').map((n) => n.value) ?? [];
+}

@@ -1,10 +1,11 @@
 // Where SVIDs come from: the CA inside this process, or a standalone CA over HTTPS.
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
-import { CertificateAuthority } from './ca.js';
+import type { CertificateAuthority } from './ca.js';
+import { createCsr } from './csr.js';
 import { IdentityError } from './errors.js';
-import { createCsr, type Svid } from './svid.js';
-import { x509 } from './keys.js';
+import type { Svid } from './svid.js';
 
 export interface CertificateSource {
   fetch(identity: string): Promise<Svid>;
@@ -66,16 +67,21 @@ export class RemoteCaSource implements CertificateSource {
     const res = JSON.parse(text) as CsrResponseBody;
     const leafPem = res.certChain[0];
     if (leafPem === undefined) throw new IdentityError('CA_UNAVAILABLE', `ca ${this.#opts.url} sent no certificate`);
-    const leaf = new x509.X509Certificate(leafPem);
+    let leaf: X509Certificate;
+    try {
+      leaf = new X509Certificate(leafPem);
+    } catch (err) {
+      throw new IdentityError('CA_UNAVAILABLE', `ca ${this.#opts.url} sent a certificate that does not parse: ${(err as Error).message}`, { cause: err });
+    }
     return {
       identity,
       certPem: leafPem,
       chainPem: res.certChain,
       keyPem: req.keyPem,
       rootsPem: res.roots,
-      notBefore: leaf.notBefore,
-      notAfter: leaf.notAfter,
-      serial: leaf.serialNumber,
+      notBefore: new Date(leaf.validFrom),
+      notAfter: new Date(leaf.validTo),
+      serial: leaf.serialNumber.toLowerCase(),
     };
   }
 
@@ -110,6 +116,10 @@ export async function certificateSource(
   trustDomain: string,
   ttlMs: number,
 ): Promise<CertificateSource> {
-  if (ca.mode === 'embedded') return new EmbeddedCaSource(await CertificateAuthority.loadOrInit(ca.dir, trustDomain), ttlMs);
+  // Imported only here: a daemon of a standalone CA never loads the CA's X.509 code.
+  if (ca.mode === 'embedded') {
+    const { CertificateAuthority } = await import('./ca.js');
+    return new EmbeddedCaSource(await CertificateAuthority.loadOrInit(ca.dir, trustDomain), ttlMs);
+  }
   return new RemoteCaSource({ url: ca.url, tokenFile: ca.tokenFile, rootPem: readFileSync(ca.rootFile, 'utf8'), ttlMs });
 }

@@ -10,7 +10,9 @@ import { CertificateAuthority } from '../../src/identity/ca.js';
 import { CertManager } from '../../src/identity/cert-manager.js';
 import { EC_ALGORITHM, generateKeyPair, privateKeyToPem, randomSerial, x509 } from '../../src/identity/keys.js';
 import type { CertificateSource } from '../../src/identity/source.js';
-import { createCsr, uriSans, type Svid } from '../../src/identity/svid.js';
+import { uriSans } from '../../src/identity/ca.js';
+import { createCsr } from '../../src/identity/csr.js';
+import type { Svid } from '../../src/identity/svid.js';
 
 const ID = 'spiffe://cluster.local/ns/app/sa/web';
 
