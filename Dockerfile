@@ -8,4 +8,4 @@ RUN npm ci --omit=dev --no-audit --no-fund
 COPY dist/src ./dist/src
 COPY bpf/capture.bpf.o ./bpf/capture.bpf.o
 # The GC flags the daemon is measured with (src/cli/node-flags.ts).
-ENTRYPOINT ["node", "--single-threaded-gc", "--max-semi-space-size=32", "dist/src/cli/main.js"]
+ENTRYPOINT ["node", "--single-threaded-gc", "dist/src/cli/main.js"]

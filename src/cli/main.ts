@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --single-threaded-gc --max-semi-space-size=32
+#!/usr/bin/env -S node --single-threaded-gc
 // ztunnel-ts command line: one file per verb; bad input exits 2 with one line.
 import { Command, CommanderError } from 'commander';
 import { EXIT_USAGE, isInputError } from './usage-error.js';

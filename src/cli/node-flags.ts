@@ -1,13 +1,14 @@
 import type { Logger } from 'pino';
 
 // The V8 flags the daemon and the waypoint run with. On a node the daemon shares with its pods, V8's
-// helper threads for parallel and concurrent GC compete with the workloads for cores, and each socket
-// read and HTTP/2 chunk is a new Buffer: with these flags the collection runs on the thread that
-// allocates, and a 32 MB semi-space lets the buffers die young instead of being promoted and collected by
-// full GCs. Measured by bench:compare (bench/results/2026-12-01/compare-gc-flags.txt, medians of 3
-// interleaved rounds): one iperf3 stream 2.95 -> 4.45 Gbit/s, CPU per GiB 4.16 -> 2.61 s, p99 at 1000 qps
-// 0.63 -> 0.37 ms, CPU per new connection -6%. The image, the lab and the tests start node with them.
-export const DAEMON_NODE_FLAGS: readonly string[] = ['--single-threaded-gc', '--max-semi-space-size=32'];
+// helper threads for parallel and concurrent GC compete with the workloads for cores: with this flag the
+// collection runs on the thread that allocates: one iperf3 stream through the lab was 50% faster with it
+// (bench/README.md, "Where the time goes"). A 32 MB semi-space (--max-semi-space-size=32)
+// was also passed until its cost showed: V8 grows the young generation to 2 x 32 MB in a burst of new
+// connections and shrinks it only at a collection under low allocation, so an idle daemon kept it; without
+// it the busier daemon's RSS after a burst is 15% lower, with one stream within this machine's noise
+// (compare-semi-space.txt, compare-semi-space-2.txt). The image, the lab and the tests start node with it.
+export const DAEMON_NODE_FLAGS: readonly string[] = ['--single-threaded-gc'];
 
 /** The flags of DAEMON_NODE_FLAGS this process was started without (on its command line or in NODE_OPTIONS). */
 export function missingNodeFlags(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
@@ -19,7 +20,7 @@ export function missingNodeFlags(execArgv: readonly string[], nodeOptions: strin
 export function warnOfMissingNodeFlags(logger: Logger): void {
   const missing = missingNodeFlags(process.execArgv, process.env['NODE_OPTIONS']);
   if (missing.length > 0) {
-    logger.warn({ missing }, 'node was started without the flags the daemon is measured with (37% less CPU per GiB with them): start it as the image does, node ' + DAEMON_NODE_FLAGS.join(' '));
+    logger.warn({ missing }, 'node was started without the flags the daemon is measured with (bench/README.md: a single-threaded GC carries 50% more bulk here): start it as the image does, node ' + DAEMON_NODE_FLAGS.join(' '));
   }
 }
 

@@ -4,6 +4,6 @@ import { DAEMON_NODE_FLAGS, missingNodeFlags } from '../../src/cli/node-flags.js
 
 t.same(missingNodeFlags([...DAEMON_NODE_FLAGS], undefined), [], 'all on the command line');
 t.same(missingNodeFlags([], DAEMON_NODE_FLAGS.join(' ')), [], 'all in NODE_OPTIONS');
-t.same(missingNodeFlags(['--single_threaded_gc'], '--max-semi-space-size=32'), [], "V8's underscore spelling counts");
+t.same(missingNodeFlags(['--single_threaded_gc'], undefined), [], "V8's underscore spelling counts");
 t.same(missingNodeFlags(['--enable-source-maps'], ''), [...DAEMON_NODE_FLAGS], 'none');
-t.same(missingNodeFlags(['--max-semi-space-size=16', '--single-threaded-gc'], undefined), ['--max-semi-space-size=32'], 'another semi-space size is not the measured one');
+t.same(missingNodeFlags(['--single-threaded-gc=false'], undefined), ['--single-threaded-gc'], 'a flag given another value is not the measured one');
