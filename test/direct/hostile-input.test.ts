@@ -180,9 +180,10 @@ t.test('hostile input on 15008', async (t) => {
 
   /** A TLS connection that has sent the HTTP/2 preface and an empty SETTINGS, for raw frames; what the
    * server sends is parsed into frames as it comes. */
-  const rawSession = async (): Promise<{ socket: tls.TLSSocket; frames: { type: number; stream: number; payload: Buffer }[]; ended: Promise<void> }> => {
+  const rawSession = async (): Promise<{ socket: tls.TLSSocket; frames: { type: number; stream: number; payload: Buffer }[]; ended: Promise<void>; errors: string[] }> => {
     const socket = tls.connect({ host: target, port: 15008, ca: ca.rootPem, cert: svid.chainPem.join(''), key: svid.keyPem, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined });
-    socket.on('error', () => undefined);
+    const errors: string[] = [];
+    socket.on('error', (err: NodeJS.ErrnoException) => errors.push(err.code ?? err.message));
     const ended = new Promise<void>((r) => {
       socket.once('end', () => r());
       socket.once('close', () => r());
@@ -199,7 +200,7 @@ t.test('hostile input on 15008', async (t) => {
       }
     });
     socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(FRAME.settings, 0, 0, Buffer.alloc(0))]));
-    return { socket, frames, ended };
+    return { socket, frames, ended, errors };
   };
   /** Writes frames until the server closes the connection or count is reached; how many went out. */
   const flood = async (socket: tls.TLSSocket, count: number, next: () => Buffer): Promise<number> => {
@@ -219,12 +220,17 @@ t.test('hostile input on 15008', async (t) => {
   const GOAWAY = 0x7;
 
   t.test('CONTINUATION flood: a header block that never ends (CVE-2024-27983 class)', async (t) => {
-    const { socket, frames, ended } = await rawSession();
+    const { socket, frames, ended, errors } = await rawSession();
     socket.write(frame(FRAME.headers, 0, 1, literalIndexedName(2, 'CONNECT')));
     const field = Buffer.concat([Buffer.from([0x00, 3]), Buffer.from('x-a'), Buffer.from([100]), Buffer.alloc(100, 0x61)]);
     const sent = await flood(socket, 100_000, () => frame(FRAME.continuation, 0, 1, field));
     await Promise.race([ended, new Promise((r) => setTimeout(r, 5000))]);
-    t.ok(frames.some((f) => f.type === GOAWAY), `the daemon sent GOAWAY (after ${sent} CONTINUATION frames were written)`);
+    // The daemon closes with the flood still unread, so its kernel answers with a RST, and a RST can
+    // overtake the GOAWAY in the client's receive queue (seen once when the suite ran files in parallel).
+    t.ok(
+      frames.some((f) => f.type === GOAWAY) || errors.includes('ECONNRESET'),
+      `the daemon sent GOAWAY or reset the connection (after ${sent} CONTINUATION frames were written; errors: ${errors.join(', ') || 'none'})`,
+    );
     t.ok(sent < 100_000, 'and closed the connection before the flood ended');
     socket.destroy();
     await check(t, 'CONTINUATION flood');
