@@ -123,7 +123,14 @@ t.test('eBPF capture in a two-node dual-stack lab', { skip: labSkipReason ?? ipv
     t.test(`${f.name}: cross-node captured TCP over HBONE: 64 MiB each way, SHA-256 equal, client IP seen`, async (t) => {
       const before = connections(state, 'node-2').length;
       const r = probe('shop/client', 'send', f.CART_REMOTE, '8080', String(64 * 1024 * 1024));
-      t.match(r, { ok: true, received: 64 * 1024 * 1024 });
+      // Once, in a full suite run with another file beside it, the IPv6 transfer ended in the probe's 15 s
+      // idle timeout; it did not come back in 3 runs alone or beside other files. If it does: what both
+      // daemons said about it.
+      const trouble = (): string =>
+        ['node-1', 'node-2']
+          .flatMap((n) => logLines(state, n).filter((l) => Number(l['level']) >= 40 || l['msg'] === 'connection failed').slice(-5).map((l) => `${n}: ${JSON.stringify(l)}`))
+          .join('\n');
+      if (!t.match(r, { ok: true, received: 64 * 1024 * 1024 })) t.comment(`probe: ${JSON.stringify(r)}\n${trouble()}`);
       t.match(probe('shop/client', 'whoami', f.CART_REMOTE, '9000'), { ok: true, seenAs: f.CLIENT });
       const inbound = connections(state, 'node-2').slice(before).find((l) => l['direction'] === 'inbound');
       t.match(inbound, { 'src.identity': 'spiffe://cluster.local/ns/shop/sa/client', 'dst.identity': 'spiffe://cluster.local/ns/shop/sa/cart' }, 'went through node-2 daemon as HBONE');
