@@ -9,9 +9,10 @@ import type { Authorizer } from './authz/hook.js';
 import type { Config } from './config/config.js';
 import type { ListenerKind } from './datapath/capture-program.js';
 import { INBOUND_PLAIN_PORT, OUTBOUND_PORT } from './datapath/datapath.js';
+import { sendBufferReserver } from './datapath/send-buffer.js';
 import { SocketSplicer } from './datapath/socket-splicer.js';
 import { listenerFd } from './datapath/transparent-sockets.js';
-import { CLIENT_MAX_STREAMS_PER_CONNECTION, type HboneTimeouts } from './hbone/constants.js';
+import { CLIENT_MAX_STREAMS_PER_CONNECTION, HBONE_SEND_BUFFER_BYTES, type HboneTimeouts } from './hbone/constants.js';
 import { HbonePool } from './hbone/pool.js';
 import { HboneServer } from './hbone/server.js';
 import { formatHostPort, normalIp } from './model/address.js';
@@ -73,16 +74,22 @@ export class Dataplane {
   #reconciling: Promise<void> = Promise.resolve();
   #closed = false;
   readonly #splice: SocketSplicer | undefined;
+  readonly #reserveHboneSendBuffer: (s: net.Socket) => void;
 
   constructor(o: DataplaneOptions) {
     const { config, sockets, timeouts } = o;
     this.#config = config;
     this.#logger = o.child('dataplane');
+    this.#reserveHboneSendBuffer = sendBufferReserver(HBONE_SEND_BUFFER_BYTES, this.#logger);
     this.#splice = config.splice ? this.#loadSplice() : undefined;
     this.limits = new ConnectionLimiter({ maxConnections: config.maxConnections, maxConnectionsPerSource: config.maxConnectionsPerSource }, o.sharedConnections);
     this.pool = new HbonePool({
       certs: o.certs,
-      dial: (dst, srcIp, signal) => sockets.connect(dst, srcIp, signal),
+      dial: async (dst, srcIp, signal) => {
+        const socket = await sockets.connect(dst, srcIp, signal);
+        this.#reserveHboneSendBuffer(socket);
+        return socket;
+      },
       logger: o.child('pool'),
       timeouts,
       maxStreamsPerConnection: Math.min(CLIENT_MAX_STREAMS_PER_CONNECTION, config.maxHboneStreams),
@@ -136,7 +143,7 @@ export class Dataplane {
     const src = (s: net.Socket): { ip: string; port: number } => ({ ip: normalIp(s.remoteAddress), port: s.remotePort ?? 0 });
     await listen(OUTBOUND_PORT, 'outbound', (s) => this.outbound.handle(s, src(s), origDst(s)));
     await listen(INBOUND_PLAIN_PORT, 'inboundPlain', (s) => this.inbound.handlePlaintext(s, origDst(s)));
-    await listen(this.#config.hbonePort, 'hbone', (s) => void this.hbone.accept(s));
+    await listen(this.#config.hbonePort, 'hbone', (s) => this.#acceptHbone(s));
     return out;
   }
 
@@ -227,6 +234,12 @@ export class Dataplane {
     return this.#accepted.size;
   }
 
+  /** An accepted HBONE connection, with a send buffer that never makes its session stop reading. */
+  #acceptHbone(s: net.Socket): void {
+    this.#reserveHboneSendBuffer(s);
+    void this.hbone.accept(s);
+  }
+
   #track(s: net.Socket): void {
     this.#accepted.add(s);
     s.on('close', () => this.#accepted.delete(s));
@@ -245,7 +258,7 @@ export class Dataplane {
       try {
         const server = await this.pi.sockets.listen({ host: ip, port: this.#config.hbonePort, pauseOnConnect: true }, (s) => {
           this.#track(s);
-          void this.hbone.accept(s);
+          this.#acceptHbone(s);
         });
         this.#hboneListeners.set(ip, server);
         this.#logger.debug({ address: `${formatHostPort(ip, this.#config.hbonePort)}` }, 'hbone listening');

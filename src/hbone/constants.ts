@@ -2,6 +2,11 @@
 export const HBONE_PORT = 15008;
 export const STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
 export const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
+/**
+ * The send buffer of an HBONE connection's socket: all a peer with our windows lets us send at once, with
+ * room for frames and TLS records (src/datapath/send-buffer.ts says why it must hold that much).
+ */
+export const HBONE_SEND_BUFFER_BYTES = CONNECTION_WINDOW_BYTES + STREAM_WINDOW_BYTES;
 export const SERVER_MAX_CONCURRENT_STREAMS = 200;
 export const CLIENT_MAX_STREAMS_PER_CONNECTION = 100;
 export const PING_INTERVAL_MS = 10_000;

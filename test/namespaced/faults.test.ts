@@ -5,7 +5,8 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { labRestartNode, readLabState, type LabState } from '../../src/lab/lab.js';
+import { HBONE_SEND_BUFFER_BYTES } from '../../src/hbone/constants.js';
+import { labRestartNode, labUpgradeNode, readLabState, type LabState } from '../../src/lab/lab.js';
 import { probeInPod, spawnProbe, startProbeServers } from '../../src/lab/probe-runner.js';
 import { exclusiveLab, labSkipReason, logLines, waitFor } from '../helpers/lab-test.js';
 
@@ -122,5 +123,31 @@ status: { podIP: 10.244.1.99 }
     process.kill(node2.pid, 'SIGCONT');
     await waitFor('node-2 thawed', () => whoami(CART_REMOTE, 1000).ok, 10_000);
     t.pass('new connections work again once it runs');
+  });
+
+  t.test('regression: 64 MiB each way through HBONE with small TCP buffers on both nodes arrives; neither session stops reading', async (t) => {
+    // Node's HTTP/2 session stops reading its socket while a write to it is in progress. With both TCP
+    // pipes full (here: send buffers of 64 KiB at most, receive buffers of 128 KiB), both daemons waited
+    // to write and neither read: every echo of 64 MiB stalled at about 4 MiB, until its PINGs timed out.
+    const netns = ['ztl-node-1', 'ztl-node-2'];
+    const sysctl = (ns: string, ...args: string[]): string => spawnSync('nsenter', [`--net=/run/netns/${ns}`, 'sysctl', '-n', ...args], { encoding: 'utf8' }).stdout.trim();
+    const keys = ['net.ipv4.tcp_wmem', 'net.ipv4.tcp_rmem'];
+    const saved = netns.map((ns) => keys.map((k) => sysctl(ns, k)));
+    // New daemons, so that their listeners and connections are made with the small sizes.
+    const renew = async (): Promise<void> => {
+      for (const node of ['node-1', 'node-2']) await (await labUpgradeNode(node)).oldExited;
+    };
+    t.teardown(async () => {
+      netns.forEach((ns, i) => keys.forEach((k, j) => sysctl(ns, '-w', `${k}=${saved[i]?.[j] ?? ''}`)));
+      await renew();
+    });
+    for (const ns of netns) sysctl(ns, '-w', 'net.ipv4.tcp_wmem=4096 16384 65536', 'net.ipv4.tcp_rmem=4096 65536 131072');
+    await renew();
+    await waitFor('node-2 serving', () => whoami(CART_REMOTE, 1000).ok, 10_000);
+    const r = JSON.parse(probeInPod('shop/client', 'send', CART_REMOTE, '8080', String(64 << 20))) as { ok: boolean; received?: number; error?: string };
+    t.match(r, { ok: true, received: 64 << 20 }, `the echo came back whole (${JSON.stringify(r)})`);
+    const ss = spawnSync('nsenter', ['--net=/run/netns/ztl-node-1', 'ss', '-tmH', 'state', 'established', '( dport = :15008 )'], { encoding: 'utf8' }).stdout;
+    const sendBuffers = [...ss.matchAll(/tb(\d+)/g)].map((m) => Number(m[1]));
+    t.ok(sendBuffers.length > 0 && sendBuffers.every((b) => b >= HBONE_SEND_BUFFER_BYTES), `node-1's HBONE sockets hold what the windows allow, above tcp_wmem (${sendBuffers.join(', ')} bytes)`);
   });
 });
