@@ -105,7 +105,7 @@ t.test('hostile input on 15008', async (t) => {
         await once(s, 'connect');
         s.resume(); // read, so that the server's alert and FIN are seen
         s.end(Buffer.alloc(1000 + i, i));
-        await once(s, 'close');
+        await new Promise((r) => s.once('close', r)); // a reset is a close too (once() would reject)
       }),
     );
     await check(t, 'random bytes');
@@ -224,13 +224,11 @@ t.test('hostile input on 15008', async (t) => {
     socket.write(frame(FRAME.headers, 0, 1, literalIndexedName(2, 'CONNECT')));
     const field = Buffer.concat([Buffer.from([0x00, 3]), Buffer.from('x-a'), Buffer.from([100]), Buffer.alloc(100, 0x61)]);
     const sent = await flood(socket, 100_000, () => frame(FRAME.continuation, 0, 1, field));
-    await Promise.race([ended, new Promise((r) => setTimeout(r, 5000))]);
-    // The daemon closes with the flood still unread, so its kernel answers with a RST, and a RST can
-    // overtake the GOAWAY in the client's receive queue (seen once when the suite ran files in parallel).
-    t.ok(
-      frames.some((f) => f.type === GOAWAY) || errors.includes('ECONNRESET'),
-      `the daemon sent GOAWAY or reset the connection (after ${sent} CONTINUATION frames were written; errors: ${errors.join(', ') || 'none'})`,
-    );
+    const closed = await Promise.race([ended.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+    // How it is cut varies with timing: a GOAWAY; a reset, since the daemon closes with the flood unread
+    // and a RST can overtake the GOAWAY; or, twice under a parallel suite, a close with no GOAWAY read.
+    const how = frames.some((f) => f.type === GOAWAY) ? 'GOAWAY' : errors.includes('ECONNRESET') ? 'reset' : closed ? 'closed' : 'not at all';
+    t.not(how, 'not at all', `the daemon cut the connection: ${how} (after ${sent} CONTINUATION frames were written)`);
     t.ok(sent < 100_000, 'and closed the connection before the flood ended');
     socket.destroy();
     await check(t, 'CONTINUATION flood');
@@ -283,7 +281,9 @@ t.test('hostile input on 15008', async (t) => {
       sent += 1;
     }, 2000);
     const started = Date.now();
-    await Promise.race([once(s, 'close'), new Promise((r) => setTimeout(r, 20_000))]);
+    // A plain listener, not once(): the cut may come as a reset (a dripped byte unread when the daemon
+    // closes), and once() would reject on that 'error' instead of waiting for the close.
+    await Promise.race([new Promise((r) => s.once('close', r)), new Promise((r) => setTimeout(r, 20_000))]);
     clearInterval(drip);
     t.ok(s.destroyed, `the server closed it after ${Date.now() - started} ms and ${sent} bytes (an idle timer never fires)`);
     s.destroy();

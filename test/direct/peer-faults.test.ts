@@ -24,7 +24,8 @@ type Line = Record<string, unknown>;
 
 /** Resolves with how the socket ended: 'close' after an end or a reset, whichever came. */
 function closed(s: net.Socket): Promise<void> {
-  return s.destroyed ? Promise.resolve() : once(s, 'close').then(() => undefined);
+  // A plain listener: once() would reject on the 'error' a reset brings before its 'close'.
+  return s.destroyed ? Promise.resolve() : new Promise((r) => s.once('close', () => r()));
 }
 
 /** Resolves true once cond() holds, false if it has not within ms (a bound on waiting, not a speed claim). */
