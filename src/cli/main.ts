@@ -21,7 +21,8 @@ const VERBS: Readonly<Record<string, () => Promise<Register>>> = {
   waypoint: async () => (await import('./waypoint.js')).registerWaypoint,
 };
 const verb = process.argv[2] ?? '';
-for (const load of Object.hasOwn(VERBS, verb) ? [VERBS[verb]] : Object.values(VERBS)) (await (load as () => Promise<Register>)())(program);
+const chosen = VERBS[verb];
+for (const load of Object.hasOwn(VERBS, verb) && chosen !== undefined ? [chosen] : Object.values(VERBS)) (await load())(program);
 
 try {
   await program.parseAsync(process.argv);

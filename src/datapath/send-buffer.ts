@@ -13,12 +13,17 @@ const SOL_SOCKET = 1;
 const SO_SNDBUF = 7;
 const SO_SNDBUFFORCE = 32; // past net.core.wmem_max; needs CAP_NET_ADMIN, which the node daemon has
 
+let wmemMaxBytes: number | undefined;
+/** net.core.wmem_max, read once: it matters only where SO_SNDBUFFORCE is refused, then for every socket. */
 function wmemMax(): number {
-  try {
-    return Number(readFileSync('/proc/sys/net/core/wmem_max', 'utf8').trim());
-  } catch {
-    return 0;
+  if (wmemMaxBytes === undefined) {
+    try {
+      wmemMaxBytes = Number(readFileSync('/proc/sys/net/core/wmem_max', 'utf8').trim());
+    } catch {
+      wmemMaxBytes = 0;
+    }
   }
+  return wmemMaxBytes;
 }
 
 /**

@@ -43,7 +43,7 @@ function oid(hex: string): Buffer {
 }
 
 /** One DER tag-length-value; lengths in the short form below 128 bytes, else the long form. */
-export function tlv(tag: number, ...contents: Buffer[]): Buffer {
+function tlv(tag: number, ...contents: Buffer[]): Buffer {
   const body = Buffer.concat(contents);
   const n = body.length;
   const length = n < 0x80 ? Buffer.from([n]) : n < 0x100 ? Buffer.from([0x81, n]) : Buffer.from([0x82, n >> 8, n & 0xff]);
