@@ -8,4 +8,4 @@ RUN npm ci --omit=dev --no-audit --no-fund
 COPY dist/src ./dist/src
 COPY bpf/capture.bpf.o ./bpf/capture.bpf.o
 # The GC flags the daemon is measured with (src/cli/node-flags.ts).
-ENTRYPOINT ["node", "--single-threaded-gc", "dist/src/cli/main.js"]
+ENTRYPOINT ["node", "--v8-pool-size=1", "--no-concurrent-marking", "--no-cppheap-concurrent-marking", "--no-parallel-scavenge", "dist/src/cli/main.js"]

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --single-threaded-gc
+#!/usr/bin/env -S node --v8-pool-size=1 --no-concurrent-marking --no-cppheap-concurrent-marking --no-parallel-scavenge
 // ztunnel-ts command line: one file per verb; bad input exits 2 with one line.
 import { Command, CommanderError } from 'commander';
 import { EXIT_USAGE, isInputError } from './usage-error.js';

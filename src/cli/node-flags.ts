@@ -1,14 +1,16 @@
 import type { Logger } from 'pino';
 
-// The V8 flags the daemon and the waypoint run with. On a node the daemon shares with its pods, V8's
-// helper threads for parallel and concurrent GC compete with the workloads for cores: with this flag the
-// collection runs on the thread that allocates: one iperf3 stream through the lab was 50% faster with it
-// (bench/README.md, "Where the time goes"). A 32 MB semi-space (--max-semi-space-size=32)
-// was also passed until its cost showed: V8 grows the young generation to 2 x 32 MB in a burst of new
-// connections and shrinks it only at a collection under low allocation, so an idle daemon kept it; without
-// it the busier daemon's RSS after a burst is 15% lower, with one stream within this machine's noise
-// (compare-semi-space.txt, compare-semi-space-2.txt). The image, the lab and the tests start node with it.
-export const DAEMON_NODE_FLAGS: readonly string[] = ['--single-threaded-gc'];
+// How node runs the daemon and the waypoint. On a node the daemon shares with its pods, V8's default of
+// four helper threads for parallel and concurrent GC competed with the workloads for cores (one iperf3
+// stream through the lab was 50% faster with none, --single-threaded-gc). But with none, every young
+// collection also freed the backing stores of the Buffers it found dead (each socket read is one) on
+// the main thread: 2-16 ms pauses every few seconds at 1000 requests/s, most of each pause
+// (--trace-gc-nvp, scavenge.sweep_array_buffers). So: one helper thread, which sweeps (old-space pages
+// and those backing stores) while the daemon runs; marking stays on the main thread (V8's and Oilpan's,
+// incremental as before) and young collections are not split across threads. Against
+// --single-threaded-gc (bench:compare, 5 rounds, compare-v8-pool-size.txt): p99 at 1000 qps -57%,
+// new connections/s +13%, one stream +14%, RSS -5%. The image, the lab and the tests start node so.
+export const DAEMON_NODE_FLAGS: readonly string[] = ['--v8-pool-size=1', '--no-concurrent-marking', '--no-cppheap-concurrent-marking', '--no-parallel-scavenge'];
 
 /** The flags of DAEMON_NODE_FLAGS this process was started without (on its command line or in NODE_OPTIONS). */
 export function missingNodeFlags(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
@@ -20,7 +22,7 @@ export function missingNodeFlags(execArgv: readonly string[], nodeOptions: strin
 export function warnOfMissingNodeFlags(logger: Logger): void {
   const missing = missingNodeFlags(process.execArgv, process.env['NODE_OPTIONS']);
   if (missing.length > 0) {
-    logger.warn({ missing }, 'node was started without the flags the daemon is measured with (bench/README.md: a single-threaded GC carries 50% more bulk here): start it as the image does, node ' + DAEMON_NODE_FLAGS.join(' '));
+    logger.warn({ missing }, 'node was started without the flags the daemon is measured with (bench/README.md: V8\'s default GC threads cost this node\'s pods cores, and its p99): start it as the image does, node ' + DAEMON_NODE_FLAGS.join(' '));
   }
 }
 
