@@ -16,22 +16,13 @@
 import http2 from 'node:http2';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import type { Socket } from 'node:net';
-import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { Certificates } from '../identity/cert-manager.js';
 import { withDeadline } from '../model/deadline.js';
-import { firstSpiffeUri } from '../model/identity.js';
-import {
-  CLIENT_MAX_STREAMS_PER_CONNECTION,
-  CONNECTION_WINDOW_BYTES,
-  MAX_SESSION_MEMORY_MB,
-  STREAM_WINDOW_BYTES,
-  type HboneTimeouts,
-} from './constants.js';
+import { openClientConnection } from './client-connection.js';
+import { CLIENT_MAX_STREAMS_PER_CONNECTION, type HboneTimeouts } from './constants.js';
 import { HboneError } from './errors.js';
 import { formatAddress, type SocketAddress } from './headers.js';
-import { keepAlive } from './keepalive.js';
-import { TLS_BASE, tlsCredentials } from './tls.js';
 
 export interface PoolKey {
   readonly srcIdentity: string;
@@ -224,51 +215,7 @@ export class HbonePool {
     const raw = await dial(key.nextHop, key.srcIp, signal);
     // Not half-open: a FIN from the peer ends the HTTP/2 connection (the TLS socket inherits this).
     raw.allowHalfOpen = false;
-    const expected = new Set(key.dstIdentities);
-    const tlsSocket = tls.connect({
-      socket: raw,
-      ...TLS_BASE,
-      ...tlsCredentials(svid),
-      rejectUnauthorized: true,
-      checkServerIdentity: (_host, cert) => {
-        const got = firstSpiffeUri(cert.subjectaltname);
-        if (got !== undefined && expected.has(got)) return undefined;
-        return new HboneError(
-          'HBONE_IDENTITY_MISMATCH',
-          `server ${formatAddress(key.nextHop)} presented ${got ?? 'no SPIFFE id'}, expected ${[...expected].join(' or ')}`,
-        );
-      },
-    });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => tlsSocket.destroy(new HboneError('HBONE_TIMEOUT', `tls handshake with ${formatAddress(key.nextHop)} timed out`)),
-        timeouts.handshakeMs,
-      );
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        tlsSocket.off('secureConnect', ok);
-        tlsSocket.off('error', fail);
-        tlsSocket.off('close', closed);
-      };
-      const ok = (): void => {
-        cleanup();
-        resolve();
-      };
-      const fail = (err: Error): void => {
-        cleanup();
-        tlsSocket.destroy();
-        reject(err instanceof HboneError ? err : new HboneError('HBONE_TLS', `tls with ${formatAddress(key.nextHop)}: ${err.message}`, { cause: err }));
-      };
-      const closed = (): void => fail(new Error('connection closed during handshake'));
-      tlsSocket.once('secureConnect', ok);
-      tlsSocket.once('error', fail);
-      tlsSocket.once('close', closed);
-    });
-    const session = http2.connect(`https://${formatAddress(key.nextHop)}`, {
-      createConnection: () => tlsSocket,
-      maxSessionMemory: MAX_SESSION_MEMORY_MB,
-      settings: { initialWindowSize: STREAM_WINDOW_BYTES, enablePush: false },
-    });
+    const { tlsSocket, session } = await openClientConnection({ raw, svid, expected: new Set(key.dstIdentities), peer: key.nextHop, handshakeMs: timeouts.handshakeMs, timeouts });
     const pooled: PooledSession = { session, key: k, active: 0, usable: true, idleTimer: undefined };
     const retire = (): void => {
       pooled.usable = false;
@@ -291,8 +238,6 @@ export class HbonePool {
       logger.debug({ key: k }, 'hbone peer closed the connection');
     });
     tlsSocket.once('close', unusable);
-    session.once('connect', () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
-    keepAlive(session, timeouts);
     const list = this.#sessions.get(k) ?? [];
     list.push(pooled);
     this.#sessions.set(k, list);

@@ -1,5 +1,5 @@
-// The inbound side: every path into a local pod (HBONE, plaintext capture, same-node shortcut) goes
-// through open(), which checks the target, asks the authorizer, and connects from the client's IP.
+// The inbound side: every path into a local pod (HBONE, plaintext capture, same-node shortcut) is decided
+// once (buildInboundRequest: the target, loops, the authorizer), then connected from the client's IP.
 import http2 from 'node:http2';
 import type net from 'node:net';
 import type { AuthzDecision, AuthzRequest } from '../authz/hook.js';
@@ -12,41 +12,14 @@ import { ConnectionRecord } from '../telemetry/access-log.js';
 import { copyBidirectional, type CopyProgress } from './copy.js';
 import { ProxyError } from './errors.js';
 import type { ProxyInputs } from './inputs.js';
-import { recursionReason } from './recursion.js';
+import { buildInboundRequest, localWorkload, type InboundRequest } from './inbound-request.js';
+import { refusalFor, responseFlag } from './response-flags.js';
 import { copyConnection } from './splice-copy.js';
 
 export interface InboundOpen {
   readonly upstream: net.Socket;
   readonly workload: Workload;
   readonly decision: AuthzDecision;
-}
-
-/** HTTP status for each refusal, applied only at the HBONE edge. */
-function statusFor(err: unknown): number {
-  if (err instanceof ProxyError) {
-    if (err.code === 'PROXY_DENIED') return 401;
-    if (err.code === 'PROXY_RECURSION') return 400;
-    if (err.code === 'PROXY_UNKNOWN_TARGET' || err.code === 'PROXY_UPSTREAM_CONNECT') return 503;
-  }
-  return 503;
-}
-
-export function flagFor(err: unknown): string {
-  if (err instanceof ProxyError) {
-    switch (err.code) {
-      case 'PROXY_DENIED':
-        return 'DENIED';
-      case 'PROXY_UNKNOWN_TARGET':
-        return 'NO_ROUTE';
-      case 'PROXY_UPSTREAM_CONNECT':
-        return 'UPSTREAM_CONNECT';
-      case 'PROXY_RECURSION':
-        return 'RECURSION';
-      default:
-        return err.code;
-    }
-  }
-  return 'CONNECTION_FAILURE';
 }
 
 /**
@@ -71,46 +44,49 @@ export class InboundProxy {
 
   /** The captured local workload at ip, if any. */
   localWorkload(ip: string): Workload | undefined {
-    const w = this.#pi.state.workloadByIp(ip);
-    return w !== undefined && w.node === this.#pi.nodeName && w.captured ? w : undefined;
+    return localWorkload(this.#pi.state, this.#pi.nodeName, ip);
   }
 
-  /** Checks, authorizes and connects to a local pod from the client's own IP; cancel aborts the connect. */
+  /** Decides, then connects to the local pod from the client's own IP (the same-node hand-over's entry). */
   async open(src: SocketAddress, srcIdentity: string | undefined, dst: SocketAddress, cancel?: AbortSignal): Promise<InboundOpen> {
-    const { authorizer, sockets, timeouts, logger } = this.#pi;
-    const workload = this.localWorkload(dst.ip);
-    if (workload === undefined) {
-      throw new ProxyError('PROXY_UNKNOWN_TARGET', `no captured workload at ${dst.ip} on node ${this.#pi.nodeName}`);
+    return this.#connect(this.#decide(src, srcIdentity, dst), cancel);
+  }
+
+  #decide(src: SocketAddress, srcIdentity: string | undefined, dst: SocketAddress): InboundRequest {
+    return buildInboundRequest(this.#pi, src, srcIdentity, dst);
+  }
+
+  /** Connects an allowed request from the client's own IP; a refused one rejects with its error, its reason logged. */
+  async #connect(decided: InboundRequest, cancel?: AbortSignal): Promise<InboundOpen> {
+    if (decided.kind === 'refuse') {
+      this.#logRefusal(decided);
+      throw decided.error;
     }
-    const loop = recursionReason(this.#pi.state, this.#pi.nodeName, dst);
-    if (loop !== undefined) {
-      logger.warn({ src: formatAddress(src), srcIdentity: srcIdentity ?? null, dst: formatAddress(dst), reason: loop }, 'connection refused: it would loop');
-      throw new ProxyError('PROXY_RECURSION', loop);
-    }
-    const request: AuthzRequest = { src, dst, srcIdentity, dstWorkload: workload };
-    const decision = authorizer.authorize(request);
-    if (!decision.allow) {
-      logger.warn(
-        { src: formatAddress(src), srcIdentity: srcIdentity ?? null, dst: formatAddress(dst), policy: decision.policy ?? null, reason: decision.reason },
-        'connection denied by policy',
-      );
-      throw new ProxyError('PROXY_DENIED', `denied: ${decision.reason}`);
-    }
-    const upstream = await withDeadline(timeouts.upstreamConnectMs, cancel, (signal) => sockets.connect(dst, src.ip, signal));
-    this.#open.set(upstream, request);
+    const { sockets, timeouts } = this.#pi;
+    const { authz, workload, decision } = decided;
+    const upstream = await withDeadline(timeouts.upstreamConnectMs, cancel, (signal) => sockets.connect(authz.dst, authz.src.ip, signal));
+    this.#open.set(upstream, authz);
     upstream.on('close', () => this.#open.delete(upstream));
     return { upstream, workload, decision };
   }
 
+  #logRefusal(r: Extract<InboundRequest, { kind: 'refuse' }>): void {
+    if (r.error.code === 'PROXY_UNKNOWN_TARGET') return; // the access log's NO_ROUTE says it
+    const where = { src: formatAddress(r.src), srcIdentity: r.srcIdentity ?? null, dst: formatAddress(r.dst) };
+    if (r.decision === undefined) this.#pi.logger.warn({ ...where, reason: r.error.message }, 'connection refused: it would loop');
+    else this.#pi.logger.warn({ ...where, policy: r.decision.policy ?? null, reason: r.decision.reason }, 'connection denied by policy');
+  }
+
   /** Serves one HBONE CONNECT stream: 200 and bytes, or 401/503. */
   handleHbone(req: HboneRequest): void {
+    const decided = this.#decide(req.src, req.peerIdentity, req.dst);
     const record = new ConnectionRecord(this.#pi.telemetry, {
       direction: 'inbound',
       src: req.src,
       srcWorkload: this.#pi.state.workloadByIp(req.src.ip),
       srcIdentity: req.peerIdentity,
       dst: req.dst,
-      dstWorkload: this.localWorkload(req.dst.ip),
+      dstWorkload: decided.workload,
       dstIdentity: req.localIdentity,
       hboneAddr: req.dst,
       mtls: true,
@@ -125,10 +101,9 @@ export class InboundProxy {
     const cancel = new AbortController();
     const onGone = (): void => cancel.abort(new Error('the client reset the stream while its upstream was connecting'));
     req.stream.on('close', onGone);
-    this.open(req.src, req.peerIdentity, req.dst, cancel.signal).then(
-      ({ upstream, workload }) => {
+    this.#connect(decided, cancel.signal).then(
+      ({ upstream }) => {
         req.stream.off('close', onGone);
-        record.fields.dstWorkload = workload;
         if (req.stream.destroyed || req.stream.closed) {
           upstream.destroy();
           record.record({ clientToServer: 0, serverToClient: 0, error: new Error('client went away'), flag: 'DOWNSTREAM_RESET' });
@@ -140,9 +115,10 @@ export class InboundProxy {
       },
       (err: Error) => {
         req.stream.off('close', onGone);
-        record.record({ clientToServer: 0, serverToClient: 0, error: err, flag: cancel.signal.aborted ? 'DOWNSTREAM_RESET' : flagFor(err) });
+        const refusal = refusalFor(err);
+        record.record({ clientToServer: 0, serverToClient: 0, error: err, flag: cancel.signal.aborted ? 'DOWNSTREAM_RESET' : refusal.flag });
         if (!req.stream.destroyed && !req.stream.headersSent) {
-          req.stream.respond({ ':status': statusFor(err) }, { endStream: true });
+          req.stream.respond({ ':status': refusal.status }, { endStream: true });
         } else {
           req.stream.close(http2.constants.NGHTTP2_CANCEL);
         }
@@ -154,28 +130,28 @@ export class InboundProxy {
   handlePlaintext(client: net.Socket, origDst: SocketAddress): void {
     client.on('error', () => undefined);
     const src = { ip: normalIp(client.remoteAddress), port: client.remotePort ?? 0 };
+    const decided = this.#decide(src, undefined, origDst);
     const record = new ConnectionRecord(this.#pi.telemetry, {
       direction: 'inbound',
       src,
       srcWorkload: this.#pi.state.workloadByIp(src.ip),
       dst: origDst,
-      dstWorkload: this.localWorkload(origDst.ip),
+      dstWorkload: decided.workload,
     });
     const progress: CopyProgress = { aToB: 0, bToA: 0 };
     if (!this.#admit(record, src)) {
       client.resetAndDestroy();
       return;
     }
-    this.open(src, undefined, origDst).then(
+    this.#connect(decided).then(
       ({ upstream, workload }) => {
-        record.fields.dstWorkload = workload;
         record.fields.dstIdentity = workload.identity;
         record.opened();
         // The copy resumes the client (paused since it was accepted).
         record.track(copyConnection(this.#pi.splice, client, upstream, progress), progress);
       },
       (err: Error) => {
-        record.record({ clientToServer: 0, serverToClient: 0, error: err, flag: flagFor(err) });
+        record.record({ clientToServer: 0, serverToClient: 0, error: err, flag: responseFlag(err) });
         client.resetAndDestroy();
       },
     );

@@ -3,22 +3,22 @@
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { buildBaggage, forwardedFor, formatAddress, newTraceparent, type SocketAddress } from '../hbone/headers.js';
-import { HboneError } from '../hbone/errors.js';
 import { withDeadline } from '../model/deadline.js';
 import type { Workload } from '../model/types.js';
 import { ConnectionRecord } from '../telemetry/access-log.js';
 import type { CopyProgress } from './copy.js';
 import { ProxyError } from './errors.js';
-import { flagFor, takeConnectionSlot, type InboundProxy } from './inbound.js';
+import { takeConnectionSlot, type InboundProxy } from './inbound.js';
 import type { ProxyInputs } from './inputs.js';
 import { buildOutboundRequest, outerSource, type OutboundRequest } from './outbound-request.js';
+import { responseFlag, type ResponseFlag } from './response-flags.js';
 import { copyConnection } from './splice-copy.js';
 
 export interface OutboundHooks {
   /** Called once the far side accepted; SOCKS5 sends its success reply here. */
   readonly onEstablished?: () => void;
   /** Called instead when the connection could not be made. */
-  readonly onFailed?: (err: Error, flag: string) => void;
+  readonly onFailed?: (err: Error, flag: ResponseFlag) => void;
   /** Refuse sources that are not captured local workloads (SOCKS5) instead of passing them through. */
   readonly strictSource?: boolean;
 }
@@ -48,7 +48,7 @@ export class OutboundProxy {
       srcIdentity: source?.identity,
       dst,
     });
-    const fail = (err: Error, flag: string): void => {
+    const fail = (err: Error, flag: ResponseFlag): void => {
       record.record({ clientToServer: 0, serverToClient: 0, error: err, flag });
       if (hooks.onFailed !== undefined) hooks.onFailed(err, flag);
       else client.resetAndDestroy();
@@ -84,7 +84,7 @@ export class OutboundProxy {
         // The copy resumes the client (paused since it was accepted).
         record.track(copyConnection(this.#pi.splice, client, upstream, progress), progress);
       },
-      (err: Error) => fail(err, outboundFlag(err)),
+      (err: Error) => fail(err, responseFlag(err)),
     );
   }
 
@@ -114,12 +114,4 @@ export class OutboundProxy {
       }
     }
   }
-}
-
-function outboundFlag(err: Error): string {
-  if (err instanceof HboneError) {
-    if (err.code === 'HBONE_CONNECT_STATUS') return err.status === 401 ? 'DENIED' : `UPSTREAM_${err.status ?? 0}`;
-    return err.code;
-  }
-  return flagFor(err);
 }

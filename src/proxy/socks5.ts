@@ -7,6 +7,7 @@ import type { SocketAddress } from '../hbone/headers.js';
 import { addressFromKey, normalIp } from '../model/address.js';
 import type { ProxyInputs } from './inputs.js';
 import type { OutboundProxy } from './outbound.js';
+import type { ResponseFlag } from './response-flags.js';
 
 const VERSION = 5;
 const NO_AUTH = 0;
@@ -59,7 +60,7 @@ function reply(code: number): Buffer {
   return Buffer.from([VERSION, code, 0, ATYP_IPV4, 0, 0, 0, 0, 0, 0]);
 }
 
-export function replyForFlag(flag: string): number {
+export function replyForFlag(flag: ResponseFlag): number {
   switch (flag) {
     case 'DENIED':
     case 'UNKNOWN_SOURCE':

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { formatAddress, type SocketAddress } from '../hbone/headers.js';
 import type { Workload } from '../model/types.js';
 import type { CopyProgress, CopyResult } from '../proxy/copy.js';
+import type { ResponseFlag } from '../proxy/response-flags.js';
 import type { FlowBus, FlowEvent } from './flows.js';
 import { UNKNOWN, workloadLabels, type Metrics, type TcpLabels, type TcpSeries } from './metrics.js';
 
@@ -39,7 +40,7 @@ export interface ConnectionOutcome {
   readonly serverToClient: number;
   readonly error?: Error | undefined;
   /** Short reason code for failed or denied connections (e.g. "DENIED", "UPSTREAM_CONNECT"). */
-  readonly flag?: string | undefined;
+  readonly flag?: ResponseFlag | undefined;
 }
 
 const principal = (identity: string | undefined): string | undefined => identity?.replace(/^spiffe:\/\//, '');
@@ -121,7 +122,7 @@ export class ConnectionRecord {
   }
 
   /** This connection's series: its labels are made once per label set, not on every count. */
-  #series(flag: string | undefined): TcpSeries | undefined {
+  #series(flag: ResponseFlag | undefined): TcpSeries | undefined {
     const f = this.fields;
     const key = `${f.direction}|${f.reporter ?? ''}|${workloadKey(f.srcWorkload)}|${f.srcIdentity ?? ''}|${workloadKey(f.dstWorkload)}|${f.dstIdentity ?? ''}|${f.dstService ?? ''}|${f.mtls === true}|${flag ?? ''}`;
     return this.#t.metrics?.tcp(key, () => connectionLabels(f, flag));
@@ -160,7 +161,7 @@ function workloadKey(w: Workload | undefined): string {
 }
 
 /** Istio's labels for a connection (or a request on it), from who reports it and its two ends. */
-export function connectionLabels(f: Omit<ConnectionFields, 'src' | 'dst'>, flag: string | undefined): TcpLabels {
+export function connectionLabels(f: Omit<ConnectionFields, 'src' | 'dst'>, flag: ResponseFlag | undefined): TcpLabels {
   const [svcNamespace, svcName] = f.dstService?.split('/') ?? [];
   return {
     reporter: f.reporter ?? (f.direction === 'outbound' ? 'source' : 'destination'),

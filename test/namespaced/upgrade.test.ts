@@ -10,7 +10,7 @@ import t from 'tap';
 import { findPod, labDown, labUpgradeNode, readLabState } from '../../src/lab/lab.js';
 import { spawnProbe, startProbeServers } from '../../src/lab/probe-runner.js';
 import { NODE_CONFIG_DIR } from '../../src/datapath/node-config.js';
-import { exclusiveLab, labSkipReason, logLines, waitFor } from '../helpers/lab-test.js';
+import { exclusiveLab, labSkipReason, logLines } from '../helpers/lab-test.js';
 
 const MANIFESTS = fileURLToPath(new URL('../../../manifests/examples/demo/cluster.yaml', import.meta.url));
 const CART_LOCAL = '10.244.1.11';
