@@ -3,7 +3,7 @@
 // original destination), and upstream sockets that connect from the client's own IP with the daemon's mark.
 import net from 'node:net';
 import { formatAddress, type SocketAddress } from '../hbone/headers.js';
-import { formatHostPort, ipFamily, type IpFamily } from '../model/address.js';
+import { canonicalIp, formatHostPort, ipFamily, type IpFamily } from '../model/address.js';
 import { ProxyError } from '../proxy/errors.js';
 import { connectSocket, type ListenOptions, type SocketFactory } from '../proxy/sockets.js';
 import { ipKey } from './capture-program.js';
@@ -31,50 +31,53 @@ const LISTEN_BACKLOG = 1024;
 /** SO_MARK of the daemon's own sockets; must not match the assign fwmark (0x400/0xfff). */
 export const DAEMON_MARK = 0x539;
 
-/** struct sockaddr_in (16 bytes) or sockaddr_in6 (28 bytes) for ip:port. */
-function sockaddr(ip: string, port: number): Buffer {
-  const key = ipKey(ip);
+// Scratch memory for the arguments of the libc calls below: each call has read it when it returns, so
+// one buffer serves every call (a Buffer per call was four ArrayBuffers per upstream connection for the
+// young collections to free).
+const SOCKADDR = Buffer.alloc(28);
+const INT_OPT = Buffer.alloc(4);
+
+/** struct sockaddr_in (16 bytes) or sockaddr_in6 (28 bytes) for ip:port, in SOCKADDR; its length. */
+function sockaddr(ip: string, port: number): number {
+  SOCKADDR.fill(0);
+  SOCKADDR.writeUInt16BE(port, 2);
   if (ipFamily(ip) === 4) {
-    const b = Buffer.alloc(16);
-    b.writeUInt16LE(AF_INET, 0);
-    b.writeUInt16BE(port, 2);
-    key.copy(b, 4, 12, 16);
-    return b;
+    SOCKADDR.writeUInt16LE(AF_INET, 0);
+    const octets = (canonicalIp(ip) ?? '').split('.');
+    for (let i = 0; i < 4; i++) SOCKADDR[4 + i] = Number(octets[i]);
+    return 16;
   }
-  const b = Buffer.alloc(28);
-  b.writeUInt16LE(AF_INET6, 0);
-  b.writeUInt16BE(port, 2);
-  key.copy(b, 8);
-  return b;
+  SOCKADDR.writeUInt16LE(AF_INET6, 0);
+  ipKey(ip).copy(SOCKADDR, 8);
+  return 28;
 }
 
-function intOpt(v: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeInt32LE(v, 0);
-  return b;
+function setIntOpt(fd: number, level: number, name: number, value: number): boolean {
+  INT_OPT.writeInt32LE(value, 0);
+  return (c.setsockopt(fd, level, name, INT_OPT, 4) as number) === 0;
 }
 
 type SockOpt = readonly [level: number, name: number, label: string, value?: number];
 
-function rawSocket(what: string, family: IpFamily, opts: readonly SockOpt[]): number {
+/** what: the socket's purpose for an error message, made only when there is one. */
+function rawSocket(what: () => string, family: IpFamily, opts: readonly SockOpt[]): number {
   const fd = c.socket(family === 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) as number;
-  if (fd < 0) throw new DatapathError('DATAPATH_SOCKET', `${what}: socket`, errno());
+  if (fd < 0) throw new DatapathError('DATAPATH_SOCKET', `${what()}: socket`, errno());
   for (const [level, name, label, value] of opts) {
-    if ((c.setsockopt(fd, level, name, intOpt(value ?? (name === SO_MARK ? DAEMON_MARK : 1)), 4) as number) !== 0) {
+    if (!setIntOpt(fd, level, name, value ?? (name === SO_MARK ? DAEMON_MARK : 1))) {
       const e = errno();
       c.close(fd);
-      throw new DatapathError('DATAPATH_SOCKET', `${what}: setsockopt ${label}`, e);
+      throw new DatapathError('DATAPATH_SOCKET', `${what()}: setsockopt ${label}`, e);
     }
   }
   return fd;
 }
 
-function bindFd(fd: number, ip: string, port: number, what: string): void {
-  const addr = sockaddr(ip, port);
-  if ((c.bind(fd, addr, addr.length) as number) !== 0) {
+function bindFd(fd: number, ip: string, port: number, what: () => string): void {
+  if ((c.bind(fd, SOCKADDR, sockaddr(ip, port)) as number) !== 0) {
     const e = errno();
     c.close(fd);
-    throw new DatapathError('DATAPATH_SOCKET', `${what}: bind ${formatHostPort(ip, port)}`, e);
+    throw new DatapathError('DATAPATH_SOCKET', `${what()}: bind ${formatHostPort(ip, port)}`, e);
   }
 }
 
@@ -88,7 +91,7 @@ function transparent(family: IpFamily): SockOpt {
  * dual-stack socket (::, IPV6_V6ONLY off: IPv4 peers appear as ::ffff:a.b.c.d), so the eBPF lookups find
  * it for either; where the kernel has no IPv6 at all, on 0.0.0.0.
  */
-function listeningSocket(ip: string, port: number, what: string): number {
+function listeningSocket(ip: string, port: number, what: () => string): number {
   const wildcard = ip === '0.0.0.0' || ip === '::';
   const open = (host: string, dualStack: boolean): number => {
     const family = ipFamily(host);
@@ -121,14 +124,14 @@ export function listenerFd(server: net.Server): number | undefined {
 
 export class TransparentSocketFactory implements SocketFactory {
   async listen(opts: ListenOptions, onConnection: (socket: net.Socket) => void): Promise<net.Server> {
-    const what = `listener ${opts.host}:${opts.port}`;
+    const what = (): string => `listener ${opts.host}:${opts.port}`;
     // One reuseport group per port: a new daemon joins it during an upgrade (the eBPF lookup and the
     // kernel pick a member), and a member that closes hands its queued connections on (tcp_migrate_req).
     const fd = listeningSocket(opts.host, opts.port, what);
     if ((c.listen(fd, LISTEN_BACKLOG) as number) !== 0) {
       const e = errno();
       c.close(fd);
-      throw new DatapathError('DATAPATH_SOCKET', `${what}: listen`, e);
+      throw new DatapathError('DATAPATH_SOCKET', `${what()}: listen`, e);
     }
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: opts.pauseOnConnect ?? false, noDelay: true });
     listenerFds.set(server, fd);
@@ -144,12 +147,12 @@ export class TransparentSocketFactory implements SocketFactory {
   }
 
   connect(dst: SocketAddress, srcIp: string | undefined, signal: AbortSignal): Promise<net.Socket> {
-    const what = `upstream ${srcIp ?? '*'} -> ${formatAddress(dst)}`;
+    const what = (): string => `upstream ${srcIp ?? '*'} -> ${formatAddress(dst)}`;
     const family = ipFamily(dst.ip);
     // A source of the other family cannot be kept (a hostile CONNECT could ask for one): refuse, never
     // send from the node's own address instead.
     if (srcIp !== undefined && ipFamily(srcIp) !== family) {
-      return Promise.reject(new ProxyError('PROXY_UPSTREAM_CONNECT', `${what}: source and destination are of different IP families`));
+      return Promise.reject(new ProxyError('PROXY_UPSTREAM_CONNECT', `${what()}: source and destination are of different IP families`));
     }
     let fd: number;
     try {
