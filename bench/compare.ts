@@ -3,7 +3,8 @@
 // one build, measures, then from the other, measures (A B, B A, A B …), so drift and order hit both.
 // Per build: new connections (8 at a time, one echo each), the daemons' CPU per connection and the busier
 // daemon's RSS after them; fortio at 1000 qps over 64 connections (-uniform), CPU per 1000 requests and the
-// busier daemon's RSS as it ends; one iperf3 stream and CPU per GiB, to the other node and to a pod on the
+// busier daemon's RSS as it ends; the highest rate fortio reaches over 64 connections (max) and CPU per
+// 1000 requests there; one iperf3 stream and CPU per GiB, to the other node and to a pod on the
 // same node; 10,000 idle tunnelled connections and the busier daemon's RSS per connection. --figures picks
 // some.
 import { spawn, spawnSync } from 'node:child_process';
@@ -75,6 +76,13 @@ function latency(p: Probe, fortio: string): Record<string, number> {
   return { p50ms: pct(50), p99ms: pct(99), cpuMsPer1kReq: ((p.cpu() - c0) / (j.DurationHistogram.Count / 1000)) * 1000, rssAtQpsMb: Math.max(...p.pids.map(rssMb)) };
 }
 
+/** fortio as fast as it can over 64 connections for 10 s (the bench's max rate); the daemons' CPU per 1000 requests. */
+function maxRate(p: Probe, fortio: string): Record<string, number> {
+  const c0 = p.cpu();
+  const j = JSON.parse(p.inClient(fortio, ['load', '-qps', '0', '-c', '64', '-t', '10s', '-json', '-', `http://${SERVER}:8080/`])) as { ActualQPS: number; DurationHistogram: { Count: number } };
+  return { maxQps: j.ActualQPS, cpuMsPer1kReqAtMax: ((p.cpu() - c0) / (j.DurationHistogram.Count / 1000)) * 1000 };
+}
+
 /** One iperf3 stream to server; the daemons' CPU per GiB. */
 function stream(p: Probe, server: string): { gbps: number; cpuSPerGiB: number } {
   const c0 = p.cpu();
@@ -126,6 +134,7 @@ async function measure(lab: Lab, fortio: string, figures: ReadonlySet<string>): 
   return {
     ...(figures.has('conn') ? connections(p) : {}),
     ...(figures.has('latency') ? latency(p, fortio) : {}),
+    ...(figures.has('max') ? maxRate(p, fortio) : {}),
     ...(figures.has('bulk') ? bulk(p) : {}),
     ...(figures.has('local') ? localBulk(p) : {}),
     ...(figures.has('idle') ? await idle(p) : {}),
@@ -136,7 +145,7 @@ async function main(): Promise<void> {
   const o = new Command()
     .requiredOption('--before <rev>', 'git revision to compare against')
     .option('--rounds <n>', 'A B rounds', '5')
-    .option('--figures <list>', 'which figures: conn, latency, bulk, local (a stream to a pod on the same node), idle', 'conn,latency,bulk,local,idle')
+    .option('--figures <list>', 'which figures: conn, latency, max (the highest rate over 64 connections), bulk, local (a stream to a pod on the same node), idle', 'conn,latency,bulk,local,idle')
     .parse(process.argv)
     .opts<{ before: string; rounds: string; figures: string }>();
   const figures = new Set(o.figures.split(','));
