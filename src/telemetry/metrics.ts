@@ -50,20 +50,39 @@ export interface MetricsSources {
   readonly processMetrics?: boolean;
 }
 
-/** The TCP counters of one label set, resolved once (prom-client hashes the labels on every inc otherwise). */
+/** One count of one label set: a plain number, added up between scrapes. */
+export class TcpCount {
+  value = 0;
+  /** Counted at all, if only 0 bytes: then the series is shown, as prom-client shows it. */
+  counted = false;
+  inc(by = 1): void {
+    this.value += by;
+    this.counted = true;
+  }
+}
+
+/**
+ * The TCP counts of one label set. prom-client's `labels(...).inc()` hashes all 23 labels into a string
+ * key on every call (4 calls per connection); these are numbers, handed to the counters when they are
+ * read (a scrape, or a worker's report), where the hashing happens once per label set.
+ */
 export interface TcpSeries {
-  readonly opened: Counter.Internal;
-  readonly closed: Counter.Internal;
-  readonly received: Counter.Internal;
-  readonly sent: Counter.Internal;
-  readonly failed: Counter.Internal;
+  readonly opened: TcpCount;
+  readonly closed: TcpCount;
+  readonly received: TcpCount;
+  readonly sent: TcpCount;
+  readonly failed: TcpCount;
+}
+
+interface TcpSeriesEntry {
+  readonly labels: TcpLabels;
+  readonly series: TcpSeries;
 }
 
 export class Metrics {
   readonly registry = new Registry();
-  /** Series by a caller's short key for their label set; bounded like the label values themselves. The TCP
-   * counters are never reset, so a resolved series stays valid. */
-  readonly #tcpSeries = new Map<string, TcpSeries>();
+  /** Series by a caller's short key for their label set; bounded like the label values themselves. */
+  readonly #tcpSeries = new Map<string, TcpSeriesEntry>();
   readonly opened: Counter<TcpLabel>;
   readonly closed: Counter<TcpLabel>;
   readonly received: Counter<TcpLabel>;
@@ -74,13 +93,26 @@ export class Metrics {
 
   constructor(sources: MetricsSources = {}) {
     const r = this.registry;
-    const counter = (name: string, help: string): Counter<TcpLabel> =>
-      new Counter({ name, help, labelNames: TCP_LABELS, registers: [r] });
-    this.opened = counter('istio_tcp_connections_opened_total', 'TCP connections opened');
-    this.closed = counter('istio_tcp_connections_closed_total', 'TCP connections closed');
-    this.received = counter('istio_tcp_received_bytes_total', 'Bytes sent by the client to the server');
-    this.sent = counter('istio_tcp_sent_bytes_total', 'Bytes sent by the server to the client');
-    this.failed = counter('istio_tcp_connections_failed_total', 'TCP connections that failed or were denied');
+    const tcpSeries = this.#tcpSeries;
+    const counter = (name: string, help: string, count: (s: TcpSeries) => TcpCount): Counter<TcpLabel> =>
+      new Counter({
+        name,
+        help,
+        labelNames: TCP_LABELS,
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const { labels, series } of tcpSeries.values()) {
+            const c = count(series);
+            if (c.counted) this.inc(labels, c.value);
+          }
+        },
+      });
+    this.opened = counter('istio_tcp_connections_opened_total', 'TCP connections opened', (s) => s.opened);
+    this.closed = counter('istio_tcp_connections_closed_total', 'TCP connections closed', (s) => s.closed);
+    this.received = counter('istio_tcp_received_bytes_total', 'Bytes sent by the client to the server', (s) => s.received);
+    this.sent = counter('istio_tcp_sent_bytes_total', 'Bytes sent by the server to the client', (s) => s.sent);
+    this.failed = counter('istio_tcp_connections_failed_total', 'TCP connections that failed or were denied', (s) => s.failed);
     this.requests = new Counter({ name: 'istio_requests_total', help: 'HTTP requests', labelNames: HTTP_LABELS, registers: [r] });
     this.requestDuration = new Histogram({
       name: 'istio_request_duration_milliseconds',
@@ -132,13 +164,12 @@ export class Metrics {
 
   /** The TCP series for key, made from labels() the first time the key is seen. */
   tcp(key: string, labels: () => TcpLabels): TcpSeries {
-    let series = this.#tcpSeries.get(key);
-    if (series === undefined) {
-      const l = labels();
-      series = { opened: this.opened.labels(l), closed: this.closed.labels(l), received: this.received.labels(l), sent: this.sent.labels(l), failed: this.failed.labels(l) };
-      this.#tcpSeries.set(key, series);
+    let entry = this.#tcpSeries.get(key);
+    if (entry === undefined) {
+      entry = { labels: labels(), series: { opened: new TcpCount(), closed: new TcpCount(), received: new TcpCount(), sent: new TcpCount(), failed: new TcpCount() } };
+      this.#tcpSeries.set(key, entry);
     }
-    return series;
+    return entry.series;
   }
 }
 
