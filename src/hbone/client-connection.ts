@@ -79,9 +79,9 @@ export interface ClientConnection {
   readonly session: ClientHttp2Session;
 }
 
-/** The TLS handshake, then the HTTP/2 session over it, PINGed while it lives. */
-export async function openClientConnection(d: TlsDial & { readonly timeouts: HboneTimeouts }): Promise<ClientConnection> {
-  const tlsSocket = await connectTls(d);
+/** The TLS handshake (bounded by timeouts.handshakeMs), then the HTTP/2 session over it, PINGed while it lives. */
+export async function openClientConnection(d: Omit<TlsDial, 'handshakeMs'> & { readonly timeouts: HboneTimeouts }): Promise<ClientConnection> {
+  const tlsSocket = await connectTls({ ...d, handshakeMs: d.timeouts.handshakeMs });
   const session = http2.connect(`https://${formatAddress(d.peer)}`, {
     createConnection: () => tlsSocket,
     maxSessionMemory: MAX_SESSION_MEMORY_MB,

@@ -215,7 +215,7 @@ export class HbonePool {
     const raw = await dial(key.nextHop, key.srcIp, signal);
     // Not half-open: a FIN from the peer ends the HTTP/2 connection (the TLS socket inherits this).
     raw.allowHalfOpen = false;
-    const { tlsSocket, session } = await openClientConnection({ raw, svid, expected: new Set(key.dstIdentities), peer: key.nextHop, handshakeMs: timeouts.handshakeMs, timeouts });
+    const { tlsSocket, session } = await openClientConnection({ raw, svid, expected: new Set(key.dstIdentities), peer: key.nextHop, timeouts });
     const pooled: PooledSession = { session, key: k, active: 0, usable: true, idleTimer: undefined };
     const retire = (): void => {
       pooled.usable = false;

@@ -49,11 +49,7 @@ export class InboundProxy {
 
   /** Decides, then connects to the local pod from the client's own IP (the same-node hand-over's entry). */
   async open(src: SocketAddress, srcIdentity: string | undefined, dst: SocketAddress, cancel?: AbortSignal): Promise<InboundOpen> {
-    return this.#connect(this.#decide(src, srcIdentity, dst), cancel);
-  }
-
-  #decide(src: SocketAddress, srcIdentity: string | undefined, dst: SocketAddress): InboundRequest {
-    return buildInboundRequest(this.#pi, src, srcIdentity, dst);
+    return this.#connect(buildInboundRequest(this.#pi, src, srcIdentity, dst), cancel);
   }
 
   /** Connects an allowed request from the client's own IP; a refused one rejects with its error, its reason logged. */
@@ -79,7 +75,7 @@ export class InboundProxy {
 
   /** Serves one HBONE CONNECT stream: 200 and bytes, or 401/503. */
   handleHbone(req: HboneRequest): void {
-    const decided = this.#decide(req.src, req.peerIdentity, req.dst);
+    const decided = buildInboundRequest(this.#pi, req.src, req.peerIdentity, req.dst);
     const record = new ConnectionRecord(this.#pi.telemetry, {
       direction: 'inbound',
       src: req.src,
@@ -130,7 +126,7 @@ export class InboundProxy {
   handlePlaintext(client: net.Socket, origDst: SocketAddress): void {
     client.on('error', () => undefined);
     const src = { ip: normalIp(client.remoteAddress), port: client.remotePort ?? 0 };
-    const decided = this.#decide(src, undefined, origDst);
+    const decided = buildInboundRequest(this.#pi, src, undefined, origDst);
     const record = new ConnectionRecord(this.#pi.telemetry, {
       direction: 'inbound',
       src,

@@ -83,17 +83,13 @@ export class Metrics {
   readonly registry = new Registry();
   /** Series by a caller's short key for their label set; bounded like the label values themselves. */
   readonly #tcpSeries = new Map<string, TcpSeriesEntry>();
-  readonly opened: Counter<TcpLabel>;
-  readonly closed: Counter<TcpLabel>;
-  readonly received: Counter<TcpLabel>;
-  readonly sent: Counter<TcpLabel>;
-  readonly failed: Counter<TcpLabel>;
   readonly requests: Counter<HttpLabel>;
   readonly requestDuration: Histogram<HttpLabel>;
 
   constructor(sources: MetricsSources = {}) {
     const r = this.registry;
     const tcpSeries = this.#tcpSeries;
+    // The TCP counters are written only from the series, at each read (a direct inc() would be reset there).
     const counter = (name: string, help: string, count: (s: TcpSeries) => TcpCount): Counter<TcpLabel> =>
       new Counter({
         name,
@@ -108,11 +104,11 @@ export class Metrics {
           }
         },
       });
-    this.opened = counter('istio_tcp_connections_opened_total', 'TCP connections opened', (s) => s.opened);
-    this.closed = counter('istio_tcp_connections_closed_total', 'TCP connections closed', (s) => s.closed);
-    this.received = counter('istio_tcp_received_bytes_total', 'Bytes sent by the client to the server', (s) => s.received);
-    this.sent = counter('istio_tcp_sent_bytes_total', 'Bytes sent by the server to the client', (s) => s.sent);
-    this.failed = counter('istio_tcp_connections_failed_total', 'TCP connections that failed or were denied', (s) => s.failed);
+    counter('istio_tcp_connections_opened_total', 'TCP connections opened', (s) => s.opened);
+    counter('istio_tcp_connections_closed_total', 'TCP connections closed', (s) => s.closed);
+    counter('istio_tcp_received_bytes_total', 'Bytes sent by the client to the server', (s) => s.received);
+    counter('istio_tcp_sent_bytes_total', 'Bytes sent by the server to the client', (s) => s.sent);
+    counter('istio_tcp_connections_failed_total', 'TCP connections that failed or were denied', (s) => s.failed);
     this.requests = new Counter({ name: 'istio_requests_total', help: 'HTTP requests', labelNames: HTTP_LABELS, registers: [r] });
     this.requestDuration = new Histogram({
       name: 'istio_request_duration_milliseconds',
