@@ -3,7 +3,7 @@
 // original destination), and upstream sockets that connect from the client's own IP with the daemon's mark.
 import net from 'node:net';
 import { formatAddress, type SocketAddress } from '../hbone/headers.js';
-import { canonicalIp, formatHostPort, ipFamily, type IpFamily } from '../model/address.js';
+import { formatHostPort, ipFamily, type IpFamily } from '../model/address.js';
 import { ProxyError } from '../proxy/errors.js';
 import { connectSocket, type ListenOptions, type SocketFactory } from '../proxy/sockets.js';
 import { ipKey } from './capture-program.js';
@@ -33,7 +33,7 @@ export const DAEMON_MARK = 0x539;
 
 // Scratch memory for the arguments of the libc calls below: each call has read it when it returns, so
 // one buffer serves every call (a Buffer per call was four ArrayBuffers per upstream connection for the
-// young collections to free).
+// young collections to free; the address key from ipKey is the one left).
 const SOCKADDR = Buffer.alloc(28);
 const INT_OPT = Buffer.alloc(4);
 
@@ -41,14 +41,14 @@ const INT_OPT = Buffer.alloc(4);
 function sockaddr(ip: string, port: number): number {
   SOCKADDR.fill(0);
   SOCKADDR.writeUInt16BE(port, 2);
+  const key = ipKey(ip); // throws for what is no IP address
   if (ipFamily(ip) === 4) {
     SOCKADDR.writeUInt16LE(AF_INET, 0);
-    const octets = (canonicalIp(ip) ?? '').split('.');
-    for (let i = 0; i < 4; i++) SOCKADDR[4 + i] = Number(octets[i]);
+    key.copy(SOCKADDR, 4, 12, 16);
     return 16;
   }
   SOCKADDR.writeUInt16LE(AF_INET6, 0);
-  ipKey(ip).copy(SOCKADDR, 8);
+  key.copy(SOCKADDR, 8);
   return 28;
 }
 

@@ -9,6 +9,7 @@ import { ConnectionRecord } from '../telemetry/access-log.js';
 import type { CopyProgress } from './copy.js';
 import { ProxyError } from './errors.js';
 import { takeConnectionSlot, type InboundProxy } from './inbound.js';
+import { localWorkload } from './inbound-request.js';
 import type { ProxyInputs } from './inputs.js';
 import { buildOutboundRequest, outerSource, type OutboundRequest } from './outbound-request.js';
 import { responseFlag, type ResponseFlag } from './response-flags.js';
@@ -34,8 +35,7 @@ export class OutboundProxy {
 
   /** The captured local workload sending from ip, if any. */
   sourceWorkload(ip: string): Workload | undefined {
-    const w = this.#pi.state.workloadByIp(ip);
-    return w !== undefined && w.node === this.#pi.nodeName && w.captured ? w : undefined;
+    return localWorkload(this.#pi.state, this.#pi.nodeName, ip);
   }
 
   handle(client: net.Socket, src: SocketAddress, dst: SocketAddress, hooks: OutboundHooks = {}): void {
