@@ -113,10 +113,10 @@ export function registerCa(program: Command): void {
       let source: { start(): Promise<void>; close(): Promise<void> };
       let authenticate: NodeAuthenticator | undefined;
       if (o.kube === true) {
-        const { KubeSource, loadKubeConfig } = await import('../sources/kube.js');
+        const { KubeSource, kubeApi } = await import('../sources/kube.js');
         const { kubeTokenReviewApi } = await import('../identity/kube-token-review.js');
         source = new KubeSource({ state, trustDomain: o.trustDomain, logger: logger.child({ component: 'kube' }), kubeconfig: o.kubeconfig });
-        authenticate = tokenReviewAuthenticator(kubeTokenReviewApi(loadKubeConfig(o.kubeconfig)), o.allowedSa);
+        authenticate = tokenReviewAuthenticator(kubeTokenReviewApi(kubeApi(o.kubeconfig)), o.allowedSa);
       } else {
         source = new ManifestSource({ path: o.manifests ?? '', state, trustDomain: o.trustDomain, logger: logger.child({ component: 'manifests' }) });
       }

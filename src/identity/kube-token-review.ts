@@ -1,14 +1,23 @@
 // TokenReview and pod lookups against the API server, for the CA in cluster mode.
-import * as k8s from '@kubernetes/client-node';
+import type { KubeApi } from '../sources/kube-api/api-client.js';
 import type { TokenReviewApi } from './node-authenticator.js';
 
-export function kubeTokenReviewApi(kc: k8s.KubeConfig): TokenReviewApi {
-  const authn = kc.makeApiClient(k8s.AuthenticationV1Api);
-  const core = kc.makeApiClient(k8s.CoreV1Api);
+interface TokenReviewStatus {
+  authenticated?: boolean;
+  audiences?: string[];
+  user?: { username?: string; extra?: Record<string, string[]> };
+  error?: string;
+}
+
+export function kubeTokenReviewApi(api: KubeApi): TokenReviewApi {
   return {
     review: async (token, audience) => {
-      const r = await authn.createTokenReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [audience] } } });
-      const status = r.status ?? {};
+      const r = (await api.postJson('/apis/authentication.k8s.io/v1/tokenreviews', {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenReview',
+        spec: { token, audiences: [audience] },
+      })) as { status?: TokenReviewStatus } | undefined;
+      const status = r?.status ?? {};
       return {
         authenticated: status.authenticated === true && (status.audiences === undefined || status.audiences.includes(audience)),
         ...(status.user?.username === undefined ? {} : { username: status.user.username }),
@@ -18,7 +27,8 @@ export function kubeTokenReviewApi(kc: k8s.KubeConfig): TokenReviewApi {
     },
     podNode: async (namespace, name) => {
       try {
-        return (await core.readNamespacedPod({ namespace, name })).spec?.nodeName;
+        const pod = (await api.getJson(`/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`)) as { spec?: { nodeName?: string } } | undefined;
+        return pod?.spec?.nodeName;
       } catch {
         return undefined;
       }

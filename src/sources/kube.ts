@@ -1,10 +1,12 @@
-// Cluster mode: the same Kubernetes kinds as local mode, from the API server through informers (list,
-// then watch from the resourceVersion; re-list on 410 Gone), fed through the same validation and
-// translation. When the API server is unreachable the last state keeps serving, and each informer
-// reconnects with backoff.
-import * as k8s from '@kubernetes/client-node';
+// Cluster mode: the same Kubernetes kinds as local mode, from the API server through one reflector per
+// kind (list, then watch from the resourceVersion; list again on 410 Gone), fed through the same
+// validation and translation. When the API server is unreachable the last state keeps serving, and each
+// reflector reconnects with backoff.
 import type { Logger } from 'pino';
 import type { State } from '../model/state.js';
+import { KubeApi } from './kube-api/api-client.js';
+import { loadApiEndpoint } from './kube-api/kubeconfig.js';
+import { Reflector } from './kube-api/reflector.js';
 import { describeObject, validateObject, type KnownKind } from './kube-schema.js';
 import { translate, type SourcedObject, type TranslateOptions } from './translate.js';
 
@@ -23,10 +25,9 @@ export interface KubeSourceOptions extends TranslateOptions {
 interface Resource {
   readonly kind: KnownKind;
   readonly apiVersion: string;
-  readonly path: string;
-  readonly list: () => Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>;
   /** A CRD that may not be installed (Gateway API): a 404 counts as an empty list, retried slowly. */
-  readonly optional?: boolean;
+  readonly optional: boolean;
+  readonly reflector: Reflector;
 }
 
 /** Everything the daemon, the CA and the waypoint read (RBAC must grant get/list/watch on each). */
@@ -42,116 +43,74 @@ export const WATCHED: readonly { kind: KnownKind; group: string; version: string
 ];
 
 function isNotFound(err: unknown): boolean {
-  const e = err as { code?: unknown; statusCode?: unknown; response?: { statusCode?: unknown } } | undefined;
-  return e?.code === 404 || e?.statusCode === 404 || e?.response?.statusCode === 404;
+  return (err as { statusCode?: unknown } | undefined)?.statusCode === 404;
 }
 
-export function loadKubeConfig(file: string | undefined): k8s.KubeConfig {
-  const kc = new k8s.KubeConfig();
-  if (file === undefined) kc.loadFromCluster();
-  else kc.loadFromFile(file);
-  return kc;
+/** A client for the API server a kubeconfig file names, or the in-cluster one. */
+export function kubeApi(kubeconfig: string | undefined): KubeApi {
+  return new KubeApi(loadApiEndpoint(kubeconfig));
 }
 
 export class KubeSource {
   readonly #opts: KubeSourceOptions;
-  readonly #kc: k8s.KubeConfig;
-  readonly #resourceList: readonly Resource[];
-  readonly #informers = new Map<KnownKind, k8s.Informer<k8s.KubernetesObject> & k8s.ObjectCache<k8s.KubernetesObject>>();
+  readonly #api: KubeApi;
+  readonly #resources: readonly Resource[];
   readonly #synced = new Set<KnownKind>();
-  /** Kinds whose current start attempt reported an error (the informer resolves start() anyway). */
-  readonly #failed = new Set<KnownKind>();
   readonly #retries = new Map<KnownKind, { delay: number; timer: NodeJS.Timeout | undefined }>();
+  readonly #stop = new AbortController();
+  readonly #running = new Set<Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
-  #closed = false;
 
   constructor(opts: KubeSourceOptions) {
     this.#opts = opts;
-    this.#kc = loadKubeConfig(opts.kubeconfig);
-    this.#resourceList = this.#resources();
-  }
-
-  #resources(): Resource[] {
-    const core = this.#kc.makeApiClient(k8s.CoreV1Api);
-    const custom = this.#kc.makeApiClient(k8s.CustomObjectsApi);
-    const coreList: Record<string, () => Promise<unknown>> = {
-      namespaces: () => core.listNamespace(),
-      pods: () => core.listPodForAllNamespaces(),
-      services: () => core.listServiceForAllNamespaces(),
-      nodes: () => core.listNode(),
-    };
-    return WATCHED.map((w) => {
-      const list = (): Promise<k8s.KubernetesListObject<k8s.KubernetesObject>> =>
-        (w.group === '' ? (coreList[w.plural] ?? (() => Promise.reject(new Error(`no list for ${w.plural}`))))() : custom.listClusterCustomObject({ group: w.group, version: w.version, plural: w.plural })) as Promise<
-          k8s.KubernetesListObject<k8s.KubernetesObject>
-        >;
-      let lists = 0;
-      /** A list has succeeded: the informer lists again only when its watch's resourceVersion is refused. */
-      let listed = false;
-      return {
-        kind: w.kind,
-        apiVersion: w.group === '' ? w.version : `${w.group}/${w.version}`,
+    this.#api = kubeApi(opts.kubeconfig);
+    this.#resources = WATCHED.map((w) => {
+      const kind = w.kind;
+      const reflector = new Reflector({
+        api: this.#api,
         path: w.group === '' ? `/api/${w.version}/${w.plural}` : `/apis/${w.group}/${w.version}/${w.plural}`,
-        // The informer resumes a broken watch from its resourceVersion and lists again only when the API
-        // server answers 410 Gone (its history was compacted): worth a line, it costs a full list.
-        list: async () => {
-          lists += 1;
-          if (listed) this.#opts.logger.info({ kind: w.kind, lists }, 'kubernetes relist: the watch was too old (410 Gone)');
-          const result = await list();
-          listed = true;
-          return result;
+        hooks: {
+          listed: (objects, lists) => {
+            this.#retries.delete(kind);
+            // A list after the first means the watch was too old (410 Gone): worth a line, it costs a full list.
+            if (lists > 1) this.#opts.logger.info({ kind, lists }, 'kubernetes relist: the watch was too old (410 Gone)');
+            if (!this.#synced.has(kind)) {
+              this.#synced.add(kind);
+              this.#opts.logger.info({ kind, objects }, 'kubernetes informer synced');
+            }
+            this.#schedule();
+          },
+          changed: () => this.#schedule(),
+          watching: () => this.#retries.delete(kind),
         },
-        ...(w.optional === true ? { optional: true } : {}),
-      };
+      });
+      return { kind, apiVersion: w.group === '' ? w.version : `${w.group}/${w.version}`, optional: w.optional === true, reflector };
     });
   }
 
-
   /** True once every kind has been listed at least once. */
   get synced(): boolean {
-    return this.#synced.size === this.#informers.size && this.#informers.size > 0;
+    return this.#synced.size === this.#resources.length;
   }
 
   async start(): Promise<void> {
-    for (const r of this.#resourceList) {
-      const informer = k8s.makeInformer(this.#kc, r.path, r.list);
-      this.#informers.set(r.kind, informer);
-      const changed = (): void => this.#schedule();
-      informer.on('add', changed);
-      informer.on('update', changed);
-      informer.on('delete', changed);
-      informer.on('error', (err) => {
-        this.#failed.add(r.kind);
-        this.#onError(r.kind, err);
-      });
-      void this.#startInformer(r.kind);
-    }
+    for (const r of this.#resources) this.#run(r);
   }
 
-  async #startInformer(kind: KnownKind): Promise<void> {
-    const informer = this.#informers.get(kind);
-    if (informer === undefined || this.#closed) return;
-    this.#failed.delete(kind);
-    try {
-      await informer.start();
-      if (this.#failed.has(kind)) return; // #onError has scheduled the next attempt
-      this.#retries.delete(kind);
-      if (!this.#synced.has(kind)) {
-        this.#synced.add(kind);
-        this.#opts.logger.info({ kind, objects: informer.list().length }, 'kubernetes informer synced');
-        this.#schedule();
-      }
-    } catch (err) {
-      this.#onError(kind, err);
-    }
+  #run(r: Resource): void {
+    if (this.#stop.signal.aborted) return;
+    const run = r.reflector.run(this.#stop.signal).catch((err: unknown) => this.#onError(r, err));
+    this.#running.add(run);
+    void run.finally(() => this.#running.delete(run));
   }
 
-  /** The informer stops on errors other than 410 and timeouts: restart it with backoff. */
-  #onError(kind: KnownKind, err: unknown): void {
-    if (this.#closed) return;
+  /** A run ends on an API error (a 410 is handled inside it): run again with backoff, from where it stopped. */
+  #onError(r: Resource, err: unknown): void {
+    if (this.#stop.signal.aborted) return;
+    const kind = r.kind;
     const retry = this.#retries.get(kind) ?? { delay: RETRY_MIN_MS / 2, timer: undefined };
     if (retry.timer !== undefined) return;
-    const absentCrd = this.#resourceList.find((r) => r.kind === kind)?.optional === true && isNotFound(err);
+    const absentCrd = r.optional && isNotFound(err);
     retry.delay = absentCrd ? RETRY_MAX_MS : Math.min(RETRY_MAX_MS, retry.delay * 2);
     if (absentCrd) {
       // Without the Gateway API CRDs there are no waypoints: serve everything else, look again later.
@@ -165,7 +124,7 @@ export class KubeSource {
     }
     retry.timer = setTimeout(() => {
       retry.timer = undefined;
-      void this.#startInformer(kind);
+      this.#run(r);
     }, retry.delay);
     this.#retries.set(kind, retry);
   }
@@ -175,14 +134,14 @@ export class KubeSource {
     this.#timer = setTimeout(() => this.#apply(), this.#opts.debounceMs ?? 20);
   }
 
-  /** Rebuilds the State from the informers' caches, once every kind has been listed. */
+  /** Rebuilds the State from the caches, once every kind has been listed. */
   #apply(): void {
-    if (!this.synced || this.#closed) return;
+    if (!this.synced || this.#stop.signal.aborted) return;
     const objects: SourcedObject[] = [];
-    for (const r of this.#resourceList) {
-      for (const raw of this.#informers.get(r.kind)?.list() ?? []) {
-        // List items come without kind and apiVersion; the informer knows what they are.
-        const candidate = { ...JSON.parse(JSON.stringify(raw)), kind: r.kind, apiVersion: (raw as { apiVersion?: string }).apiVersion ?? r.apiVersion };
+    for (const r of this.#resources) {
+      for (const raw of r.reflector.list()) {
+        // List items come without kind and apiVersion; the reflector knows what they are.
+        const candidate = { ...raw, kind: r.kind, apiVersion: (raw as { apiVersion?: string }).apiVersion ?? r.apiVersion };
         const result = validateObject(r.kind, candidate);
         if (result.ok) objects.push({ origin: 'kubernetes', object: result.object });
         else this.#opts.logger.error({ object: describeObject(candidate), field: result.field }, `kubernetes object skipped: ${result.message}`);
@@ -192,9 +151,10 @@ export class KubeSource {
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
+    this.#stop.abort();
     clearTimeout(this.#timer);
     for (const r of this.#retries.values()) clearTimeout(r.timer);
-    await Promise.all([...this.#informers.values()].map((i) => i.stop()));
+    await Promise.all([...this.#running]);
+    this.#api.close();
   }
 }

@@ -1,5 +1,6 @@
-// A test API server that speaks the real list/watch protocol (JSON lists with resourceVersion, chunked
-// watch streams of {type, object}, 410 Gone for an expired resourceVersion) to the real client library.
+// A test API server that speaks the real list/watch protocol (JSON lists with resourceVersion, in pages
+// when asked for a limit; chunked watch streams of {type, object} ended after timeoutSeconds; 410 Gone
+// for an expired resourceVersion) to the daemon's client.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
@@ -39,6 +40,14 @@ export class FakeApiServer {
   readonly tokens = new Map<string, { username: string; namespace: string; pod: string; audiences: string[] }>();
   /** Paths answered with 404, as for a CRD that is not installed. */
   readonly unserved = new Set<string>();
+  /** The Authorization header of each request. */
+  readonly authorizations: string[] = [];
+  /** Watches are accepted and then never written to or ended, as over a connection that died. */
+  silentWatches = false;
+  /** Watches are ended as soon as they are accepted, with no event. */
+  endWatchesAtOnce = false;
+  /** Every watch is answered 410 Gone, whatever its resourceVersion. */
+  goneAlways = false;
 
   async start(host = '127.0.0.1'): Promise<AddressInfo> {
     await new Promise<void>((r) => this.#server.listen(0, host, r));
@@ -80,6 +89,11 @@ export class FakeApiServer {
     store.delete(key);
     this.#rv += 1;
     this.#emit({ rv: this.#rv, path, type: 'DELETED', object: { ...obj, metadata: { ...obj.metadata, resourceVersion: String(this.#rv) } } });
+  }
+
+  /** Writes a line to every open watch, e.g. one that is not JSON. */
+  writeToWatches(line: string): void {
+    for (const w of this.#watches) w.res.write(`${line}\n`);
   }
 
   /** Cuts every open watch, as a restarted API server or a load balancer would. */
@@ -124,6 +138,7 @@ export class FakeApiServer {
   #handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://api');
     const path = url.pathname;
+    this.authorizations.push(req.headers.authorization ?? '');
     if (req.method === 'POST' && path === '/apis/authentication.k8s.io/v1/tokenreviews') {
       let body = '';
       req.on('data', (c: Buffer) => (body += String(c)));
@@ -152,21 +167,40 @@ export class FakeApiServer {
     }
     if (url.searchParams.get('watch') !== 'true') {
       this.requests.push(`list ${path}`);
-      const body = { apiVersion: 'v1', kind: LIST_KINDS[path], metadata: { resourceVersion: String(this.#rv) }, items: [...this.#store(path).values()] };
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      // Pages: the continue token is the offset and the list's resourceVersion, as opaque as the real one.
+      const all = [...this.#store(path).values()];
+      const limit = Number(url.searchParams.get('limit') ?? '0') || all.length;
+      const [offset, rv] = (url.searchParams.get('continue') ?? `0:${this.#rv}`).split(':').map(Number) as [number, number];
+      if (rv < this.#oldestRv) {
+        res.writeHead(410, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'Status', code: 410, reason: 'Expired', message: 'the continue token is too old' }));
+        return;
+      }
+      const more = offset + limit < all.length;
+      const metadata = { resourceVersion: String(rv), ...(more ? { continue: `${offset + limit}:${rv}` } : {}) };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ apiVersion: 'v1', kind: LIST_KINDS[path], metadata, items: all.slice(offset, offset + limit) }));
       return;
     }
     this.requests.push(`watch ${path}`);
     const from = Number(url.searchParams.get('resourceVersion') ?? '0');
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
     res.flushHeaders(); // a real API server answers a watch at once, before any event
-    if (from < this.#oldestRv) {
+    if (from < this.#oldestRv || this.goneAlways) {
       res.end(`${JSON.stringify({ type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Expired', code: 410, message: 'too old resource version' } })}\n`);
+      return;
+    }
+    if (this.silentWatches) return;
+    if (this.endWatchesAtOnce) {
+      res.end();
       return;
     }
     for (const e of this.#history) if (e.path === path && e.rv > from) res.write(`${JSON.stringify({ type: e.type, object: e.object })}\n`);
     const w = { path, res };
     this.#watches.add(w);
-    req.on('close', () => this.#watches.delete(w));
+    const seconds = Number(url.searchParams.get('timeoutSeconds') ?? '0');
+    const timer = seconds > 0 ? setTimeout(() => res.end(), seconds * 1000) : undefined;
+    req.on('close', () => {
+      clearTimeout(timer);
+      this.#watches.delete(w);
+    });
   }
 }

@@ -16,7 +16,7 @@ import { kubeTokenReviewApi } from '../../src/identity/kube-token-review.js';
 import { tokenReviewAuthenticator } from '../../src/identity/node-authenticator.js';
 import { RemoteCaSource } from '../../src/identity/source.js';
 import { State } from '../../src/model/state.js';
-import { KubeSource, loadKubeConfig } from '../../src/sources/kube.js';
+import { KubeSource, kubeApi } from '../../src/sources/kube.js';
 import { waypointConfigFromFlags } from '../../src/config/waypoint-config.js';
 import { WaypointApp } from '../../src/waypoint/waypoint-app.js';
 import { exchange, meshManifests, podIp, socksConnect, startEcho } from '../helpers/loopback.js';
@@ -187,7 +187,7 @@ t.test('the CA in cluster mode: ServiceAccount tokens via TokenReview, identitie
   const ca = await CertificateAuthority.create('cluster.local');
   const server = new CaServer({
     ca, state, trustDomain: 'cluster.local', logger: pino({ level: 'silent' }), host: '127.216.0.1', port: 0, maxTtlMs: 3600_000,
-    authenticate: tokenReviewAuthenticator(kubeTokenReviewApi(loadKubeConfig(join(dir, 'kubeconfig'))), ['istio-system/ztunnel']),
+    authenticate: tokenReviewAuthenticator(kubeTokenReviewApi(kubeApi(join(dir, 'kubeconfig'))), ['istio-system/ztunnel']),
   });
   const addr = await server.start();
   t.teardown(() => server.close());
