@@ -15,8 +15,9 @@ export interface Proc {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export function startProcess(name: string, args: readonly string[], onLine?: (l: Record<string, unknown>) => void): Proc {
-  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** nodeArgs: node flags beyond the daemons' own, e.g. --cpu-prof for a benchmark's profile. */
+export function startProcess(name: string, args: readonly string[], onLine?: (l: Record<string, unknown>) => void, nodeArgs: readonly string[] = []): Proc {
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...nodeArgs, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Record<string, unknown>[] = [];
   const waiters = new Set<() => void>();
   let stderr = '';
