@@ -181,7 +181,7 @@ async function main(): Promise<void> {
   await sleep(15_000);
   const rssAfter = daemons.map(rssMb);
   const perIdleKb = Math.max(...daemons.map((_, i) => (((rssAfter[i] ?? NaN) - (rssBefore[i] ?? NaN)) * 1024) / idleCount));
-  log(`${idleCount} idle tunnelled connections: daemons' RSS ${rssBefore.map((x) => x.toFixed(0)).join('+')} → ${rssAfter.map((x) => x.toFixed(0)).join('+')} MB, ${perIdleKb.toFixed(1)} KB each in the busier daemon`);
+  log(`${idleCount} idle tunnelled connections: daemons' RSS ${rssBefore.map((x) => x.toFixed(0)).join('+')} → ${rssAfter.map((x) => x.toFixed(0)).join('+')} MB, ${perIdleKb.toFixed(1)} KiB each in the busier daemon`);
   writeFileSync(state.manifests, original);
 
   const summary = Object.fromEntries(
@@ -215,7 +215,7 @@ async function main(): Promise<void> {
     `| new connections/s, 8 at a time (probe connrate) | ${f(conn['no-mesh'].perSecond, 0)} | ${f(conn['ztunnel-ts'].perSecond, 0)} (${f((100 * conn['ztunnel-ts'].perSecond) / conn['no-mesh'].perSecond, 0)}%) | not measured |`,
     `| connect + first echo p50, 8 at a time (ms) | ${f(conn['no-mesh'].p50)} | ${f(conn['ztunnel-ts'].p50)} (+${f(conn['ztunnel-ts'].p50 - conn['no-mesh'].p50)}) | not measured |`,
     `| connect + first echo p50, 1 in flight (ms) | ${f(conn['no-mesh'].oneP50)} | ${f(conn['ztunnel-ts'].oneP50)} (+${f(conn['ztunnel-ts'].oneP50 - conn['no-mesh'].oneP50)}) | not measured |`,
-    `| RSS per idle tunnelled connection, busier daemon | - | ${f(perIdleKb, 1)} KB | - |`,
+    `| RSS per idle tunnelled connection, busier daemon | - | ${f(perIdleKb, 1)} KiB | - |`,
     `| busier daemon at ${qps} qps | - | ${f(daemonCpu, 2)} vCPU, ${f(daemonRss, 0)} MB | - |`,
     '',
     '',
