@@ -2,11 +2,11 @@
 // in a temporary git worktree, brings up the demo lab once, and in every round restarts both daemons from
 // one build, measures, then from the other, measures (A B, B A, A B …), so drift and order hit both.
 // Per build: new connections (8 at a time, one echo each), the daemons' CPU per connection and the busier
-// daemon's RSS after them; fortio at 1000 qps over 64 connections (-uniform), CPU per 1000 requests and the
-// busier daemon's RSS as it ends; the highest rate fortio reaches over 64 connections (max) and CPU per
-// 1000 requests there; one iperf3 stream and CPU per GiB, to the other node and to a pod on the
-// same node; 10,000 idle tunnelled connections and the busier daemon's RSS per connection. --figures picks
-// some.
+// daemon's RSS after them; connect and first echo with one connection in flight (first); fortio at 1000
+// qps over 64 connections (-uniform), CPU per 1000 requests and the busier daemon's RSS as it ends; the
+// highest rate fortio reaches over 64 connections (max) and CPU per 1000 requests there; one iperf3 stream
+// and CPU per GiB, to the other node and to a pod on the same node; 10,000 idle tunnelled connections and
+// the busier daemon's RSS per connection. --figures picks some.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -63,6 +63,13 @@ function connections(p: Probe): Record<string, number> {
   // shrinks only at a collection under low allocation, so an idle daemon keeps what the burst made.
   const rssAfterBurstMb = Math.max(...p.pids.map(rssMb));
   return { connPerS: c.perSecond, connP50ms: c.p50, cpuMsPerConn: ((p.cpu() - c0) / 3000) * 1000, rssAfterBurstMb };
+}
+
+/** Connect and first echo with one connection in flight: the path's latency, with no queueing. */
+function firstEcho(): Record<string, number> {
+  probeInPod('shop/client', 'connrate', SERVER, '7070', '50', '1');
+  const c = JSON.parse(probeInPod('shop/client', 'connrate', SERVER, '7070', '500', '1')) as { perSecond: number; p50: number; p99: number };
+  return { firstP50ms: c.p50, firstP99ms: c.p99 };
 }
 
 /** fortio at 1000 qps over 64 connections (-uniform); the daemons' CPU per 1000 requests. */
@@ -133,6 +140,7 @@ async function measure(lab: Lab, fortio: string, figures: ReadonlySet<string>): 
   };
   return {
     ...(figures.has('conn') ? connections(p) : {}),
+    ...(figures.has('first') ? firstEcho() : {}),
     ...(figures.has('latency') ? latency(p, fortio) : {}),
     ...(figures.has('max') ? maxRate(p, fortio) : {}),
     ...(figures.has('bulk') ? bulk(p) : {}),
@@ -145,7 +153,7 @@ async function main(): Promise<void> {
   const o = new Command()
     .requiredOption('--before <rev>', 'git revision to compare against')
     .option('--rounds <n>', 'A B rounds', '5')
-    .option('--figures <list>', 'which figures: conn, latency, max (the highest rate over 64 connections), bulk, local (a stream to a pod on the same node), idle', 'conn,latency,bulk,local,idle')
+    .option('--figures <list>', 'which figures: conn, first (connect and first echo, 1 in flight), latency, max (the highest rate over 64 connections), bulk, local (a stream to a pod on the same node), idle', 'conn,latency,bulk,local,idle')
     .parse(process.argv)
     .opts<{ before: string; rounds: string; figures: string }>();
   const figures = new Set(o.figures.split(','));
