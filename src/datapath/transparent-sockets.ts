@@ -5,7 +5,7 @@ import net from 'node:net';
 import { formatAddress, type SocketAddress } from '../hbone/headers.js';
 import { formatHostPort, ipFamily, type IpFamily } from '../model/address.js';
 import { ProxyError } from '../proxy/errors.js';
-import { connectSocket, type ListenOptions, type SocketFactory } from '../proxy/sockets.js';
+import { connectSocket, LISTEN_BACKLOG, type ListenOptions, type SocketFactory } from '../proxy/sockets.js';
 import { ipKey } from './capture-program.js';
 import { DatapathError } from './errors.js';
 import { c, errno } from './ffi.js';
@@ -26,7 +26,6 @@ const IP_BIND_ADDRESS_NO_PORT = 24;
 const SOL_IPV6 = 41;
 const IPV6_V6ONLY = 26;
 const IPV6_TRANSPARENT = 75;
-const LISTEN_BACKLOG = 1024;
 
 /** SO_MARK of the daemon's own sockets; must not match the assign fwmark (0x400/0xfff). */
 export const DAEMON_MARK = 0x539;
@@ -138,7 +137,9 @@ export class TransparentSocketFactory implements SocketFactory {
     server.on('connection', onConnection);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ fd }, () => {
+      // Node listens again on a descriptor it is given, with its own backlog (511) unless one is passed as
+      // an argument: for a descriptor it reads no options.backlog.
+      server.listen({ fd }, LISTEN_BACKLOG, () => {
         server.off('error', reject);
         resolve();
       });

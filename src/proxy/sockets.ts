@@ -5,6 +5,15 @@ import { formatAddress, type SocketAddress } from '../hbone/headers.js';
 import { formatHostPort } from '../model/address.js';
 import { ProxyError } from './errors.js';
 
+/**
+ * Connections the kernel queues for a listener until the daemon accepts them. A node's daemon takes every
+ * new connection of every pod on its node: with Node's default of 511, a burst of 9,000 from one pod
+ * overflowed the queue (ListenOverflows), and a client whose last handshake ACK was dropped there, and which
+ * then sends nothing, believed itself connected to a daemon that never saw it. The kernel caps this at
+ * net.core.somaxconn (4096 by default since Linux 5.4).
+ */
+export const LISTEN_BACKLOG = 4096;
+
 export interface ListenOptions {
   readonly host: string;
   readonly port: number;
@@ -40,7 +49,7 @@ export class PlainSocketFactory implements SocketFactory {
       const onError = (err: Error): void =>
         reject(new ProxyError('PROXY_BIND', `failed to bind ${formatHostPort(opts.host, opts.port)}: ${err.message}`, { cause: err }));
       server.once('error', onError);
-      server.listen({ host: opts.host, port: opts.port }, () => {
+      server.listen({ host: opts.host, port: opts.port, backlog: LISTEN_BACKLOG }, () => {
         server.off('error', onError);
         resolve();
       });
