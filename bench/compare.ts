@@ -5,8 +5,8 @@
 // daemon's RSS after them; connect and first echo with one connection in flight (first); fortio at 1000
 // qps over 64 connections (-uniform), CPU per 1000 requests and the busier daemon's RSS as it ends; the
 // highest rate fortio reaches over 64 connections (max) and CPU per 1000 requests there; one iperf3 stream
-// and CPU per GiB, to the other node and to a pod on the same node; 10,000 idle tunnelled connections and
-// the busier daemon's RSS per connection. --figures picks some.
+// and CPU per GiB, to the other node and to a pod on the same node; 9,000 idle tunnelled connections and
+// the busier daemon's RSS per connection the server holds. --figures picks some.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,7 +16,7 @@ import { Command } from 'commander';
 import * as current from '../src/lab/lab.js';
 import { probeInPod, startProbeServers } from '../src/lab/probe-runner.js';
 import { clientReusesTimeWait } from './lab-client.js';
-import { rssMb } from './lab-load.js';
+import { establishedTo, rssMb } from './lab-load.js';
 
 type Lab = typeof current;
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -107,15 +107,20 @@ function localBulk(p: Probe): Record<string, number> {
   return { localGbps: s.gbps, localCpuSPerGiB: s.cpuSPerGiB };
 }
 
-/** As npm run bench measures it: RSS before, 10,000 idle connections held, RSS 15 s later (busier daemon). */
+/** As npm run bench measures it: RSS before, 9,000 idle connections, RSS once the server holds them (busier daemon). */
 async function idle(p: Probe): Promise<Record<string, number>> {
+  const count = 9_000;
   const rssBefore = p.pids.map(rssMb);
-  spawn('nsenter', [`--net=/run/netns/${p.clientNetns}`, process.execPath, LOADGEN, 'idle', SERVER, '8080', '10000', '25'], { stdio: 'ignore', detached: true }).unref();
-  await new Promise((r) => setTimeout(r, 15_000));
+  const held0 = establishedTo('shop/cart-remote', 8080);
+  spawn('nsenter', [`--net=/run/netns/${p.clientNetns}`, process.execPath, LOADGEN, 'idle', SERVER, '8080', String(count), '40'], { stdio: 'ignore', detached: true }).unref();
+  const until = Date.now() + 30_000;
+  while (establishedTo('shop/cart-remote', 8080) - held0 < count && Date.now() < until) await new Promise((r) => setTimeout(r, 1000));
+  await new Promise((r) => setTimeout(r, 3000));
+  const held = establishedTo('shop/cart-remote', 8080) - held0;
   const rssAfter = p.pids.map(rssMb);
-  const kib = Math.max(...p.pids.map((_, i) => (((rssAfter[i] ?? NaN) - (rssBefore[i] ?? NaN)) * 1024) / 10_000));
-  await new Promise((r) => setTimeout(r, 11_000)); // the idle connections end
-  return { idleKiBPerConn: kib };
+  const kib = Math.max(...p.pids.map((_, i) => (((rssAfter[i] ?? NaN) - (rssBefore[i] ?? NaN)) * 1024) / held));
+  while (establishedTo('shop/cart-remote', 8080) > held0 + 10 && Date.now() < until + 60_000) await new Promise((r) => setTimeout(r, 1000));
+  return { idleKiBPerConn: kib, idleHeld: held };
 }
 
 /** Restarts both daemons from lab's build, then takes the chosen figures. */

@@ -26,6 +26,11 @@ export function background(pod: string, cmd: string, args: string[]): void {
   spawn('nsenter', [`--net=/run/netns/${findPod(pod).netns}`, cmd, ...args], { stdio: 'ignore', detached: true }).unref();
 }
 
+/** Established TCP connections to port in a pod (its server's side of them). */
+export function establishedTo(pod: string, port: number): number {
+  return inPod(pod, 'ss', ['-Htn', 'state', 'established', `( sport = :${port} )`], 10_000).split('\n').filter((l) => l.trim() !== '').length;
+}
+
 /** A process's resident memory (VmRSS), in MiB. */
 export function rssMb(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;

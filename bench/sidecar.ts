@@ -21,12 +21,20 @@ function issue(caDir: string, identity: string, out: string): string {
   return pem;
 }
 
-export function startSidecars(dir: string, caDir: string, client: LabPod, server: LabPod, ports: SidecarPorts): void {
+/**
+ * Connections each haproxy takes at once. Each costs the client's haproxy two descriptors, and haproxy
+ * refuses a maxconn its hard descriptor limit cannot hold: 9500 fits the 20,000 of the machines here,
+ * which cannot raise it (no CAP_SYS_RESOURCE).
+ */
+export const SIDECAR_MAXCONN = 9500;
+
+/** Starts the pair; returns the client's and the server's haproxy process ids. */
+export function startSidecars(dir: string, caDir: string, client: LabPod, server: LabPod, ports: SidecarPorts): number[] {
   mkdirSync(dir, { recursive: true });
   const root = join(caDir, 'root-cert.pem');
   const clientPem = issue(caDir, `spiffe://cluster.local/ns/${client.namespace}/sa/client`, join(dir, 'client'));
   const serverPem = issue(caDir, `spiffe://cluster.local/ns/${server.namespace}/sa/cart`, join(dir, 'server'));
-  const defaults = 'global\n  maxconn 8000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n';
+  const defaults = `global\n  maxconn ${SIDECAR_MAXCONN}\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n`;
   const clientCfg =
     defaults +
     ports.forwards
@@ -45,7 +53,10 @@ export function startSidecars(dir: string, caDir: string, client: LabPod, server
       .join('');
   writeFileSync(join(dir, 'client.cfg'), clientCfg);
   writeFileSync(join(dir, 'server.cfg'), serverCfg);
-  for (const [pod, cfg] of [[client, 'client.cfg'], [server, 'server.cfg']] as const) {
-    spawn('nsenter', [`--net=/run/netns/${pod.netns}`, 'haproxy', '-q', '-f', join(dir, cfg)], { stdio: 'ignore', detached: true }).unref();
-  }
+  // nsenter execs haproxy, which runs in the foreground (no daemon or master-worker mode): the pid is its.
+  return ([[client, 'client.cfg'], [server, 'server.cfg']] as const).map(([pod, cfg]) => {
+    const child = spawn('nsenter', [`--net=/run/netns/${pod.netns}`, 'haproxy', '-q', '-f', join(dir, cfg)], { stdio: 'ignore', detached: true });
+    child.unref();
+    return child.pid ?? NaN;
+  });
 }
