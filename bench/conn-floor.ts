@@ -19,6 +19,7 @@ import { DAEMON_NODE_FLAGS } from '../src/cli/node-flags.js';
 import { CLI, startProcess, type Proc } from '../src/demo/processes.js';
 import { CertificateAuthority } from '../src/identity/ca.js';
 import { TLS_BASE, tlsCredentials } from '../src/hbone/tls.js';
+import { cpuSeconds, median } from './lab-load.js';
 
 const MANIFESTS = fileURLToPath(new URL('../../manifests/examples/loopback/mesh.yaml', import.meta.url));
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
@@ -31,11 +32,6 @@ const PAYLOAD = Buffer.alloc(64, 'x');
 const CONCURRENCY = 8;
 const MODES = ['direct', 'floor', 'ztunnel-ts'] as const;
 type Mode = (typeof MODES)[number];
-
-const cpuSeconds = (pid: number): number => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
 
 // ---- the child roles: echo, and the two bare proxies ----
 
@@ -151,11 +147,6 @@ function child(role: string, creds?: object, nodeArgs: readonly string[] = []): 
     c.once('exit', (code) => reject(new Error(`${role} exited ${code}`)));
   });
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 === 1 ? (s[(s.length - 1) / 2] ?? NaN) : ((s[s.length / 2 - 1] ?? NaN) + (s[s.length / 2] ?? NaN)) / 2;
-};
 
 async function main(): Promise<void> {
   const o = new Command()
