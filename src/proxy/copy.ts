@@ -13,6 +13,7 @@
 import { constants as h2 } from 'node:http2';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { batchedWriter } from './write-batch.js';
 
 export interface CopyResult {
   /** Bytes from a to b. */
@@ -104,9 +105,10 @@ export function copyBidirectional(a: Duplex, b: Duplex, progress: CopyProgress =
     };
     const direction = (from: Duplex, to: Duplex, count: (n: number) => void): void => {
       let readDone = false;
+      const write = to instanceof Socket ? batchedWriter(to) : (chunk: Buffer): boolean => to.write(chunk);
       on(from, 'data', (chunk: Buffer) => {
         count(chunk.length);
-        if (!to.write(chunk)) from.pause();
+        if (!write(chunk)) from.pause();
         maybeOffer();
       });
       on(to, 'drain', () => from.resume());
