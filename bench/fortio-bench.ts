@@ -128,7 +128,7 @@ async function main(): Promise<void> {
   await sleep(1000);
   const bin = fortio();
   const tool = bin !== undefined ? 'fortio' : 'ztunnel-ts-loadgen';
-  const toolDetail = bin !== undefined ? `fortio ${/fortio-(v[\d.]+)/.exec(bin)?.[1] ?? '(from PATH)'}, -uniform` : 'ztunnel-ts-loadgen: no fortio, because Go is missing (scripts/go-tool.sh)';
+  const toolDetail = bin !== undefined ? `fortio v${spawnSync(bin, ['version'], { encoding: 'utf8' }).stdout.trim()}, -uniform` : 'ztunnel-ts-loadgen: no fortio, because Go is missing (scripts/go-tool.sh)';
   log(`load: ${toolDetail}; ${qps} qps, ${conns} connections, ${seconds}s each, ${payload}-byte responses, ${rounds} rounds`);
   const runs: Record<Mode, LoadResult[]> = { 'no-mesh': [], 'ztunnel-ts': [], sidecar: [] };
   const daemons = state.nodes.map((n) => n.pid);
