@@ -1,6 +1,7 @@
 // Every metric the daemon exports, with Istio's names and ztunnel's labels, so existing dashboards and
 // alerts work. Label values are bounded (workloads, services, flags), never per connection.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from './process-metrics.js';
 import type { Workload } from '../model/types.js';
 
 export const TCP_LABELS = [
@@ -117,9 +118,7 @@ export class Metrics {
       buckets: [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000],
       registers: [r],
     });
-    // The event-loop lag histogram sampled every 10 ms (prom-client's default) woke an idle daemon 100
-    // times a second, on every node; every 100 ms still shows a stalled loop.
-    if (sources.processMetrics !== false) collectDefaultMetrics({ register: r, eventLoopMonitoringPrecision: 100 });
+    if (sources.processMetrics !== false) collectProcessMetrics(r);
     new Gauge({
       name: 'ztunnel_hbone_pool_connections',
       help: 'Open HBONE client connections',
