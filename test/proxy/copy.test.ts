@@ -1,19 +1,7 @@
 // Byte copying between real sockets: half-close is carried, a failure on one side resets the other.
-import net from 'node:net';
 import t from 'tap';
 import { copyBidirectional } from '../../src/proxy/copy.js';
-
-/** A connected pair of real loopback sockets: [client end, server end]. */
-async function socketPair(): Promise<[net.Socket, net.Socket]> {
-  const server = net.createServer({ allowHalfOpen: true });
-  await new Promise<void>((r) => server.listen(0, '127.211.0.1', r));
-  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
-  const client = net.connect({ host: '127.211.0.1', port: (server.address() as net.AddressInfo).port, allowHalfOpen: true });
-  const peer = await accepted;
-  server.close();
-  await new Promise((r) => client.once('connect', r));
-  return [client, peer];
-}
+import { socketPair } from '../helpers/socket-pair.js';
 
 t.test('half-close in one direction keeps the other open; counts are exact', async (t) => {
   const [client, proxyIn] = await socketPair();

@@ -1,18 +1,14 @@
 // Writes to a TCP socket batched per turn of the event loop: the first goes out at once, the rest of the
 // turn leave together, bytes exact and in order, an end in the same turn after all of them.
-import net from 'node:net';
+import type net from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import t from 'tap';
 import { batchedWriter } from '../../src/proxy/write-batch.js';
+import { socketPair } from '../helpers/socket-pair.js';
 
-async function socketPair(): Promise<[net.Socket, net.Socket]> {
-  const server = net.createServer({ allowHalfOpen: true });
-  await new Promise<void>((r) => server.listen(0, '127.211.0.2', r));
-  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
-  const client = net.connect({ host: '127.211.0.2', port: (server.address() as net.AddressInfo).port });
-  const peer = await accepted;
-  server.close();
-  await new Promise((r) => client.once('connect', r));
+/** A socket pair closed when the test ends. */
+async function pair(): Promise<[net.Socket, net.Socket]> {
+  const [client, peer] = await socketPair('127.211.0.2');
   t.teardown(() => {
     client.destroy();
     peer.destroy();
@@ -27,7 +23,7 @@ function received(s: net.Socket): Promise<Buffer> {
 }
 
 t.test('the first chunk of a turn goes out at once, the rest of the turn in one writev', async (t) => {
-  const [to, peer] = await socketPair();
+  const [to, peer] = await pair();
   const got = received(peer);
   const writevs: number[] = [];
   const writev = (to as unknown as { _writev: (chunks: { chunk: Buffer }[], cb: () => void) => void })._writev.bind(to);
@@ -54,8 +50,8 @@ t.test('the first chunk of a turn goes out at once, the rest of the turn in one 
 });
 
 t.test('two sockets written in one turn each get their first chunk out at once', async (t) => {
-  const [one, peerOne] = await socketPair();
-  const [two, peerTwo] = await socketPair();
+  const [one, peerOne] = await pair();
+  const [two, peerTwo] = await pair();
   const gotOne = received(peerOne);
   const gotTwo = received(peerTwo);
   const writeOne = batchedWriter(one);
