@@ -6,7 +6,8 @@
 // qps over 64 connections (-uniform), CPU per 1000 requests and the busier daemon's RSS as it ends; the
 // highest rate fortio reaches over 64 connections (max) and CPU per 1000 requests there; one iperf3 stream
 // and CPU per GiB, to the other node and to a pod on the same node; 9,000 idle tunnelled connections and
-// the busier daemon's RSS per connection the server holds. --figures picks some.
+// the busier daemon's RSS per connection the server holds; last (settled), the busier daemon's RSS after 25 s
+// idle, what the round left resident. --figures picks some.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -123,6 +124,12 @@ async function idle(p: Probe): Promise<Record<string, number>> {
   return { idleKiBPerConn: kib, idleHeld: held };
 }
 
+/** The busier daemon's RSS once it has been idle for 25 s after the round's other figures (what a burst leaves). */
+async function settled(p: Probe): Promise<Record<string, number>> {
+  await new Promise((r) => setTimeout(r, 25_000));
+  return { rssSettledMb: Math.max(...p.pids.map(rssMb)) };
+}
+
 /** Restarts both daemons from lab's build, then takes the chosen figures. */
 async function measure(lab: Lab, fortio: string, figures: ReadonlySet<string>): Promise<Record<string, number>> {
   for (const n of lab.readLabState()?.nodes ?? []) {
@@ -151,6 +158,7 @@ async function measure(lab: Lab, fortio: string, figures: ReadonlySet<string>): 
     ...(figures.has('bulk') ? bulk(p) : {}),
     ...(figures.has('local') ? localBulk(p) : {}),
     ...(figures.has('idle') ? await idle(p) : {}),
+    ...(figures.has('settled') ? await settled(p) : {}),
   };
 }
 
@@ -158,7 +166,7 @@ async function main(): Promise<void> {
   const o = new Command()
     .requiredOption('--before <rev>', 'git revision to compare against')
     .option('--rounds <n>', 'A B rounds', '5')
-    .option('--figures <list>', 'which figures: conn, first (connect and first echo, 1 in flight), latency, max (the highest rate over 64 connections), bulk, local (a stream to a pod on the same node), idle', 'conn,latency,bulk,local,idle')
+    .option('--figures <list>', 'which figures: conn, first (connect and first echo, 1 in flight), latency, max (the highest rate over 64 connections), bulk, local (a stream to a pod on the same node), idle, settled (RSS after 25 s idle, last)', 'conn,latency,bulk,local,idle')
     .parse(process.argv)
     .opts<{ before: string; rounds: string; figures: string }>();
   const figures = new Set(o.figures.split(','));

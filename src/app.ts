@@ -13,6 +13,7 @@ import { ConfigError, type Config } from './config/config.js';
 import { Dataplane, type DataplaneStats } from './dataplane.js';
 import { EbpfDatapath } from './datapath/datapath.js';
 import { raiseFdLimit, type FdLimit } from './datapath/fd-limit.js';
+import { startMemoryTrim, type MemoryTrimmer } from './runtime/memory-trim.js';
 import { TransparentSocketFactory } from './datapath/transparent-sockets.js';
 import { DEFAULT_TIMEOUTS, type HboneTimeouts } from './hbone/constants.js';
 import type { HbonePool } from './hbone/pool.js';
@@ -61,6 +62,7 @@ export class App {
   readonly #workers: WorkerSet | undefined;
   readonly #authorizer: Authorizer | undefined;
   #fdLimit: FdLimit | undefined;
+  #memoryTrim: MemoryTrimmer | undefined;
   #listening = false;
   readonly #source: ManifestSource | KubeSource;
   readonly #datapath: EbpfDatapath | undefined;
@@ -149,6 +151,8 @@ export class App {
     this.#fdLimit = raiseFdLimit();
     this.#logger.info({ ...this.#fdLimit, workers: this.config.workers }, 'descriptor limit');
     warnOfMissingNodeFlags(this.#logger);
+    // Process-wide: every thread's malloc arena, the workers' too.
+    this.#memoryTrim = startMemoryTrim(this.config.memoryTrimMs, this.#logger);
     // An upgrade: this node's daemon is running. Serve alongside it first, then ask it to leave.
     const predecessor = this.config.capture === 'ebpf' ? await findPredecessor(this.config.adminAddress, this.config.nodeName) : undefined;
     if (this.config.takeover && predecessor === undefined) {
@@ -347,6 +351,7 @@ export class App {
     // Hooks go last: established captured flows need them until they are cut.
     if (!handOver) this.#datapath?.stop();
     this.#shell.closeHttp();
+    this.#memoryTrim?.stop();
     this.#logger.info({ cutConnections: cuts[0] + cuts[1] }, 'drained');
   }
 }

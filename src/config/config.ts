@@ -104,6 +104,7 @@ export const runFlagsSchema = z
     maxHboneStreams: count('--max-hbone-streams').min(1, '--max-hbone-streams must be at least 1').default(200),
     takeover: z.boolean().default(false),
     splice: z.boolean().default(true),
+    memoryTrim: count('--memory-trim').default(10),
     workers: z.union([z.literal('auto'), count('--workers').min(1, '--workers must be at least 1 (or auto)').max(16, '--workers must be at most 16')], { error: '--workers must be a number or auto' }).default('auto'),
   })
   .superRefine((f, ctx) => {
@@ -181,6 +182,8 @@ export interface Config extends SharedConfig {
   readonly workers: number;
   /** With eBPF capture: the kernel carries the bytes of plain TCP connections between their two sockets (bpf/splice.bpf.c). */
   readonly splice: boolean;
+  /** Milliseconds between returns of the allocator's free pages to the kernel (src/runtime/memory-trim.ts); 0: never. */
+  readonly memoryTrimMs: number;
 }
 
 /**
@@ -222,5 +225,6 @@ export function configFromFlags(raw: Record<string, unknown>): Config {
     takeover: f.takeover,
     workers: f.workers === 'auto' ? autoWorkers(f.capture) : f.workers,
     splice: f.splice && f.capture === 'ebpf',
+    memoryTrimMs: f.memoryTrim * 1000,
   });
 }

@@ -47,6 +47,8 @@ export const c = {
   setrlimit: libc.func('int setrlimit(int resource, const void *rlim)'),
   sigfillset: libc.func('int sigfillset(void *set)'),
   pthreadSigmask: libc.func('int pthread_sigmask(int how, const void *set, void *old)'),
+  // glibc's: hands the free pages inside its heaps back to the kernel (src/runtime/memory-trim.ts).
+  mallocTrim: libc.func('int malloc_trim(size_t pad)'),
 };
 
 const SIG_BLOCK = 0;
