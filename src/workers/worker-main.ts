@@ -9,6 +9,7 @@ import { DEFAULT_TIMEOUTS } from '../hbone/constants.js';
 import type { Svid } from '../identity/svid.js';
 import { State } from '../model/state.js';
 import { useProxyBufferSizes } from '../proxy/buffers.js';
+import { startMemoryTrim } from '../runtime/memory-trim.js';
 import { FlowBus, type FlowEvent } from '../telemetry/flows.js';
 import { Metrics } from '../telemetry/metrics.js';
 import { CertReplica } from './cert-replica.js';
@@ -67,6 +68,8 @@ dataplane = new Dataplane({
 });
 const dp = dataplane;
 state.on('change', () => dp.onStateChange(new Set()));
+// This thread's own young generation; glibc's heaps are the control plane's to trim, for the whole process.
+startMemoryTrim(config.memoryTrimMs, child('memory'), { mallocTrim: false });
 
 /** An uncaught error (or a kill from the admin endpoint): reset this worker's connections and end the thread; the control plane starts a new one. */
 function crash(err: Error): never {
