@@ -13,7 +13,6 @@ import { ConfigError, type Config } from './config/config.js';
 import { Dataplane, type DataplaneStats } from './dataplane.js';
 import { EbpfDatapath } from './datapath/datapath.js';
 import { raiseFdLimit, type FdLimit } from './datapath/fd-limit.js';
-import { startMemoryTrim, type MemoryTrimmer } from './runtime/memory-trim.js';
 import { TransparentSocketFactory } from './datapath/transparent-sockets.js';
 import { DEFAULT_TIMEOUTS, type HboneTimeouts } from './hbone/constants.js';
 import type { HbonePool } from './hbone/pool.js';
@@ -27,6 +26,7 @@ import type { InboundProxy } from './proxy/inbound.js';
 import type { ConnectionLimiter } from './proxy/limits.js';
 import type { OutboundProxy } from './proxy/outbound.js';
 import { PlainSocketFactory, type SocketFactory } from './proxy/sockets.js';
+import { startMemoryTrim, type MemoryTrimmer } from './runtime/memory-trim.js';
 import type { KubeSource } from './sources/kube.js';
 import { ManifestSource } from './sources/manifests.js';
 import { DaemonShell } from './daemon-shell.js';
@@ -151,7 +151,7 @@ export class App {
     this.#fdLimit = raiseFdLimit();
     this.#logger.info({ ...this.#fdLimit, workers: this.config.workers }, 'descriptor limit');
     warnOfMissingNodeFlags(this.#logger);
-    // Process-wide: every thread's malloc arena, the workers' too.
+    // This thread's young generation, and glibc's heaps for the whole process (each worker collects its own).
     this.#memoryTrim = startMemoryTrim(this.config.memoryTrimMs, this.#logger);
     // An upgrade: this node's daemon is running. Serve alongside it first, then ask it to leave.
     const predecessor = this.config.capture === 'ebpf' ? await findPredecessor(this.config.adminAddress, this.config.nodeName) : undefined;

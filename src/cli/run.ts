@@ -22,7 +22,7 @@ export function registerRun(program: Command): void {
     .option('--max-hbone-streams <n>', 'HBONE streams a peer may open on one connection', '200')
     .option('--workers <n>', 'threads that run the data path: a number, or auto (max(2, CPUs/4), leaving one CPU, within the CPU limit; 1 without --capture ebpf)', 'auto')
     .option('--takeover', "upgrade: take over from this node's running daemon (done anyway when one answers on --admin)")
-    .option('--memory-trim <seconds>', 'how often the daemon hands the free pages of its C heap back to the kernel (0: never)', '10')
+    .option('--memory-trim <seconds>', 'seconds between returns of what a burst left to the kernel: the young generation once idle, glibc\'s free pages (0: never)', '10')
     .option('--no-splice', 'with --capture ebpf: copy every plain TCP connection in the daemon instead of having the kernel splice its two sockets')
     .action(async (flags: Record<string, unknown>) => {
       const config = configFromFlags(flags);

@@ -182,7 +182,7 @@ export interface Config extends SharedConfig {
   readonly workers: number;
   /** With eBPF capture: the kernel carries the bytes of plain TCP connections between their two sockets (bpf/splice.bpf.c). */
   readonly splice: boolean;
-  /** Milliseconds between returns of the allocator's free pages to the kernel (src/runtime/memory-trim.ts); 0: never. */
+  /** Milliseconds between returns of what a burst left to the kernel (src/runtime/memory-trim.ts); 0: never. */
   readonly memoryTrimMs: number;
 }
 
