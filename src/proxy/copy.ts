@@ -12,6 +12,7 @@
 // a clean FIN that a client could take for a complete response.
 import { constants as h2 } from 'node:http2';
 import { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { batchedWriter } from './write-batch.js';
 
@@ -29,7 +30,8 @@ export interface CopyProgress {
 /** Tears a side down so that its peer sees a failure, not a clean end. */
 export function reset(side: Duplex): void {
   if (side.destroyed) return;
-  if (side instanceof Socket && !side.writableEnded) {
+  // resetAndDestroy() throws for a handle that is not TCP's (a TLS socket's); a TLS peer sees the close.
+  if (side instanceof Socket && !(side instanceof TLSSocket) && !side.writableEnded) {
     side.resetAndDestroy();
     return;
   }
