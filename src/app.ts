@@ -26,6 +26,7 @@ import type { InboundProxy } from './proxy/inbound.js';
 import type { ConnectionLimiter } from './proxy/limits.js';
 import type { OutboundProxy } from './proxy/outbound.js';
 import { PlainSocketFactory, type SocketFactory } from './proxy/sockets.js';
+import { glibcMallocTrim } from './runtime/malloc-trim.js';
 import { startMemoryTrim, type MemoryTrimmer } from './runtime/memory-trim.js';
 import type { KubeSource } from './sources/kube.js';
 import { ManifestSource } from './sources/manifests.js';
@@ -152,7 +153,7 @@ export class App {
     this.#logger.info({ ...this.#fdLimit, workers: this.config.workers }, 'descriptor limit');
     warnOfMissingNodeFlags(this.#logger);
     // This thread's young generation, and glibc's heaps for the whole process (each worker collects its own).
-    this.#memoryTrim = startMemoryTrim(this.config.memoryTrimMs, this.#logger);
+    this.#memoryTrim = startMemoryTrim(this.config.memoryTrimMs, this.#logger, { mallocTrim: glibcMallocTrim });
     // An upgrade: this node's daemon is running. Serve alongside it first, then ask it to leave.
     const predecessor = this.config.capture === 'ebpf' ? await findPredecessor(this.config.adminAddress, this.config.nodeName) : undefined;
     if (this.config.takeover && predecessor === undefined) {

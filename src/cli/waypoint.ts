@@ -17,6 +17,7 @@ export function registerWaypoint(program: Command): void {
     .option('--admin <ip:port>', 'admin endpoint (config_dump, logging, quitquitquit, flows)', '127.0.0.1:15000')
     .option('--metrics <ip:port>', 'Prometheus endpoint', '0.0.0.0:15020')
     .option('--readiness <ip:port>', 'readiness endpoint', '0.0.0.0:15021')
+    .option('--memory-trim <seconds>', 'seconds between collections of the young generation a burst grew, once idle (0: never)', '10')
     .action(async (flags: Record<string, unknown>) => {
       const config = waypointConfigFromFlags(flags);
       const logger = createLogger(config.logLevel, config.logFormat);

@@ -39,6 +39,8 @@ export const addresses = (fallback: string) =>
 export const seconds = (name: string) =>
   z.coerce.number({ error: `${name} must be a number of seconds` }).positive(`${name} must be positive`);
 
+const count = (name: string) => z.coerce.number({ error: `${name} must be a number` }).int(`${name} must be a whole number`).min(0, `${name} must not be negative`);
+
 /** Flags the node daemon and the waypoint share: where state and certificates come from, logging. */
 export const sharedFlags = {
   manifests: z.string().min(1).optional(),
@@ -54,6 +56,7 @@ export const sharedFlags = {
   drainSeconds: seconds('--drain-seconds').default(5),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
   logFormat: z.enum(['json', 'pretty']).default('json'),
+  memoryTrim: count('--memory-trim').default(10),
 };
 
 type SharedFlags = { caUrl?: string | undefined; caDir?: string | undefined; caToken?: string | undefined; caRoot?: string | undefined; manifests?: string | undefined; kube: boolean };
@@ -87,8 +90,6 @@ export function parseFlags<T>(schema: z.ZodType<T>, raw: Record<string, unknown>
   return r.data;
 }
 
-const count = (name: string) => z.coerce.number({ error: `${name} must be a number` }).int(`${name} must be a whole number`).min(0, `${name} must not be negative`);
-
 export const runFlagsSchema = z
   .object({
     node: z.string({ error: '--node is required' }).min(1, '--node is required'),
@@ -104,7 +105,6 @@ export const runFlagsSchema = z
     maxHboneStreams: count('--max-hbone-streams').min(1, '--max-hbone-streams must be at least 1').default(200),
     takeover: z.boolean().default(false),
     splice: z.boolean().default(true),
-    memoryTrim: count('--memory-trim').default(10),
     workers: z.union([z.literal('auto'), count('--workers').min(1, '--workers must be at least 1 (or auto)').max(16, '--workers must be at most 16')], { error: '--workers must be a number or auto' }).default('auto'),
   })
   .superRefine((f, ctx) => {
@@ -142,6 +142,8 @@ export interface SharedConfig {
   readonly readinessAddress: Address;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   readonly logFormat: 'json' | 'pretty';
+  /** Milliseconds between returns of what a burst left to the kernel (src/runtime/memory-trim.ts); 0: never. */
+  readonly memoryTrimMs: number;
 }
 
 export function sharedConfigOf(f: z.infer<z.ZodObject<typeof sharedFlags>> & { metrics: Address; readiness: Address }): SharedConfig {
@@ -158,6 +160,7 @@ export function sharedConfigOf(f: z.infer<z.ZodObject<typeof sharedFlags>> & { m
     readinessAddress: f.readiness,
     logLevel: f.logLevel,
     logFormat: f.logFormat,
+    memoryTrimMs: f.memoryTrim * 1000,
   };
 }
 
@@ -182,8 +185,6 @@ export interface Config extends SharedConfig {
   readonly workers: number;
   /** With eBPF capture: the kernel carries the bytes of plain TCP connections between their two sockets (bpf/splice.bpf.c). */
   readonly splice: boolean;
-  /** Milliseconds between returns of what a burst left to the kernel (src/runtime/memory-trim.ts); 0: never. */
-  readonly memoryTrimMs: number;
 }
 
 /**
@@ -225,6 +226,5 @@ export function configFromFlags(raw: Record<string, unknown>): Config {
     takeover: f.takeover,
     workers: f.workers === 'auto' ? autoWorkers(f.capture) : f.workers,
     splice: f.splice && f.capture === 'ebpf',
-    memoryTrimMs: f.memoryTrim * 1000,
   });
 }

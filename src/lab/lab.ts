@@ -81,6 +81,8 @@ export interface UpOptions {
   readonly daemonArgs?: readonly string[];
   /** Flags for node itself in every daemon (e.g. --cpu-prof for profiling). */
   readonly nodeArgs?: readonly string[];
+  /** Extra flags for every waypoint. */
+  readonly waypointArgs?: readonly string[];
   /** A real control plane in the fabric namespace holds the objects; everything runs in --kube mode. */
   readonly kube?: boolean;
   /** Every node and pod gets an IPv6 address beside its IPv4 one. */
@@ -143,6 +145,7 @@ export async function labUp(manifestPath: string, opts: UpOptions = {}): Promise
       const args = [
         'waypoint', '--name', p.waypoint.name, '--namespace', p.namespace, '--service-account', p.waypoint.serviceAccount,
         ...source(account, join(LAB_DIR, `${p.namespace}.${p.name}.kubeconfig`)), ...caUrl, '--ca-token', token, '--listen', p.ips.map((ip) => formatHostPort(ip, 15008)).join(','),
+        ...(opts.waypointArgs ?? []),
       ];
       waypoints.push({ pod: ref, pid: spawnIn(p.netns, args, log), log });
       writeFileSync(statePath(), JSON.stringify({ ...partial, nodes, waypoints }));

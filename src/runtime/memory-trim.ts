@@ -12,7 +12,6 @@ import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import type { Logger } from 'pino';
-import { c } from '../datapath/ffi.js';
 
 export interface MemoryTrimmer {
   stop(): void;
@@ -58,12 +57,15 @@ const INITIAL_YOUNG_BYTES = 2 ** 20;
 const youngBytes = (): number => v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0;
 
 export interface MemoryTrimOptions {
-  /** Also hand glibc's free pages back (process-wide: one thread does it for all). */
-  readonly mallocTrim: boolean;
+  /**
+   * Hands glibc's free pages back, off the event loop, and calls done (process-wide: one thread does it
+   * for all). Given by the caller so that a process without the FFI (the waypoint) does not load it.
+   */
+  readonly mallocTrim?: (done: (err: unknown) => void) => void;
 }
 
-/** Every everyMs: the young generation collected if shouldCollectYoung says so, then malloc_trim; 0 never. */
-export function startMemoryTrim(everyMs: number, logger: Logger, opts: MemoryTrimOptions = { mallocTrim: true }): MemoryTrimmer {
+/** Every everyMs: the young generation collected if shouldCollectYoung says so, then malloc_trim if given; 0 never. */
+export function startMemoryTrim(everyMs: number, logger: Logger, opts: MemoryTrimOptions = {}): MemoryTrimmer {
   if (everyMs <= 0) return { stop: () => undefined };
   const gc = v8Gc();
   let lastElu: EventLoopUtilization = performance.eventLoopUtilization();
@@ -79,9 +81,9 @@ export function startMemoryTrim(everyMs: number, logger: Logger, opts: MemoryTri
     const report = (): void => {
       if (debug) logger.debug({ youngMb: reading.bytes / 2 ** 20, collected, youngAfterMb: youngBytes() / 2 ** 20, rssBeforeMb: rssBefore / 2 ** 20, rssAfterMb: process.memoryUsage.rss() / 2 ** 20 }, 'memory given back to the kernel');
     };
-    if (!opts.mallocTrim || trimming) return report();
+    if (opts.mallocTrim === undefined || trimming) return report();
     trimming = true;
-    c.mallocTrim.async(0, (err: unknown) => {
+    opts.mallocTrim((err: unknown) => {
       trimming = false;
       if (err !== null && err !== undefined) logger.warn({ err }, 'malloc_trim failed');
       else report();

@@ -25,6 +25,7 @@ import { WaypointProxy } from './proxy.js';
 import { routeProblems } from './routing.js';
 import { Upstreams } from './upstream.js';
 import { useProxyBufferSizes } from '../proxy/buffers.js';
+import { startMemoryTrim, type MemoryTrimmer } from '../runtime/memory-trim.js';
 
 export interface WaypointDeps {
   readonly timeouts?: Partial<HboneTimeouts>;
@@ -54,6 +55,7 @@ export class WaypointApp {
   readonly #accepted = new Set<net.Socket>();
   readonly #reported = new Map<string, string>();
   readonly #listeners: net.Server[] = [];
+  #memoryTrim: MemoryTrimmer | undefined;
   /** Its pod's address: the first listen address when it is a specific one; with a wildcard, none. */
   get #sourceIp(): string | undefined {
     return specificHost(this.config.listen.host);
@@ -116,6 +118,8 @@ export class WaypointApp {
 
   async #start(): Promise<void> {
     const c = this.config;
+    // Its young generation only: glibc's heaps need the FFI, which the waypoint does not load (~5 MB).
+    this.#memoryTrim = startMemoryTrim(c.memoryTrimMs, this.#logger);
     await this.#shell.startHttp(
       { admin: c.adminAddress, metrics: c.metricsAddress, readiness: c.readinessAddress },
       { configDump: () => this.configDump(), quit: () => (this.#onQuit ?? (() => void this.close()))(), flows: this.flows, metrics: this.metrics, pending: () => this.pending() },
@@ -194,6 +198,7 @@ export class WaypointApp {
   }
 
   async close(deadlineMs = this.config.drainMs): Promise<void> {
+    this.#memoryTrim?.stop();
     for (const l of this.#listeners) l.close();
     await this.#source.close();
     this.#hbone.close();

@@ -69,7 +69,7 @@ dataplane = new Dataplane({
 const dp = dataplane;
 state.on('change', () => dp.onStateChange(new Set()));
 // This thread's own young generation; glibc's heaps are the control plane's to trim, for the whole process.
-startMemoryTrim(config.memoryTrimMs, child('memory'), { mallocTrim: false });
+startMemoryTrim(config.memoryTrimMs, child('memory'));
 
 /** An uncaught error (or a kill from the admin endpoint): reset this worker's connections and end the thread; the control plane starts a new one. */
 function crash(err: Error): never {

@@ -10,6 +10,8 @@ import koffi from 'koffi';
 import pino from 'pino';
 import t from 'tap';
 import { configFromFlags } from '../../src/config/config.js';
+import { waypointConfigFromFlags } from '../../src/config/waypoint-config.js';
+import { glibcMallocTrim } from '../../src/runtime/malloc-trim.js';
 import { IDLE_UTILIZATION, shouldCollectYoung, startMemoryTrim } from '../../src/runtime/memory-trim.js';
 
 const run = promisify(execFile);
@@ -49,7 +51,7 @@ t.test('free heap pages stay resident without the trimmer and go back to the ker
   const fragmented = rssMb();
   t.ok(fragmented - before > freedMb, `without trimming the freed blocks stay resident (RSS ${before.toFixed(0)} → ${fragmented.toFixed(0)} MB)`);
 
-  const trimmer = startMemoryTrim(50, logger);
+  const trimmer = startMemoryTrim(50, logger, { mallocTrim: glibcMallocTrim });
   t.teardown(() => trimmer.stop());
   await sleep(400);
   const trimmed = rssMb();
@@ -58,7 +60,7 @@ t.test('free heap pages stay resident without the trimmer and go back to the ker
 });
 
 t.test('a stopped trimmer trims no more', async (t) => {
-  const trimmer = startMemoryTrim(50, pino({ level: 'silent' }));
+  const trimmer = startMemoryTrim(50, pino({ level: 'silent' }), { mallocTrim: glibcMallocTrim });
   trimmer.stop();
   const release = fragment();
   t.teardown(release);
@@ -73,6 +75,10 @@ t.test('--memory-trim values', async (t) => {
   t.equal(configFromFlags({ ...base, memoryTrim: '0' }).memoryTrimMs, 0, '0: never');
   t.throws(() => configFromFlags({ ...base, memoryTrim: '-1' }), /--memory-trim must not be negative/);
   t.throws(() => configFromFlags({ ...base, memoryTrim: 'often' }), /--memory-trim must be a number/);
+  const waypoint = { name: 'waypoint', namespace: 'app', manifests: '/tmp' };
+  t.equal(waypointConfigFromFlags(waypoint).memoryTrimMs, 10_000, 'the waypoint too: every 10 s unless told');
+  t.equal(waypointConfigFromFlags({ ...waypoint, memoryTrim: '0' }).memoryTrimMs, 0, 'the waypoint: 0 is never');
+  t.throws(() => waypointConfigFromFlags({ ...waypoint, memoryTrim: '1.5' }), /--memory-trim must be a whole number/);
 });
 
 t.test('the young generation is collected only when a burst grew it and the loop has been idle since', async (t) => {
@@ -109,7 +115,7 @@ const grown = youngMb();
 await sleep(5500);
 const idle = youngMb();
 // The trimmer's log (debug) goes to stderr, for the test's diagnostics.
-const trimmer = startMemoryTrim(Number(process.argv[1]), pino({ level: 'debug' }, pino.destination(2)), { mallocTrim: false });
+const trimmer = startMemoryTrim(Number(process.argv[1]), pino({ level: 'debug' }, pino.destination(2)));
 for (const until = Date.now() + 3000; Date.now() < until && youngMb() > 2; ) await sleep(100);
 trimmer.stop();
 process.stdout.write(JSON.stringify({ fresh, grown, idle, trimmed: youngMb() }));
