@@ -12,7 +12,8 @@
 //    so a peer's FIN (a daemon that died) closes the session and cancels its streams at once.
 //  - Every stream the pool creates has an 'error' listener for its whole life, so a session destroyed
 //    with an error (PING timeout) ends its streams without an unhandled 'error' event.
-//  - A session with no stream for idleMs is closed.
+//  - A session with no stream for idleMs is closed, and one that takes no new streams when its last ends.
+//  - A session retires before its streams' resets exceed what the peer takes (reset-budget.ts).
 import http2 from 'node:http2';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import type { Socket } from 'node:net';
@@ -22,6 +23,7 @@ import { withDeadline } from '../model/deadline.js';
 import { openClientConnection } from './client-connection.js';
 import { CLIENT_MAX_STREAMS_PER_CONNECTION, type HboneTimeouts } from './constants.js';
 import { HboneError } from './errors.js';
+import { ResetBudget, shouldRetire } from './reset-budget.js';
 import { formatAddress, type SocketAddress } from './headers.js';
 
 export interface PoolKey {
@@ -59,6 +61,8 @@ interface PooledSession {
   active: number;
   usable: boolean;
   idleTimer: NodeJS.Timeout | undefined;
+  /** RST_STREAMs this session's streams may still send before the peer ends the connection. */
+  readonly resets: ResetBudget;
 }
 
 export interface PoolStats {
@@ -124,7 +128,10 @@ export class HbonePool {
     }
     // Kept for the stream's whole life: copy and the response wait add their own, and may remove theirs.
     stream.on('error', (err) => this.#opts.logger.debug({ err: err.message, key: pooled.key }, 'hbone stream error'));
-    stream.on('close', () => this.#release(pooled));
+    stream.on('close', () => {
+      if (stream.rstCode !== undefined && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) this.#countReset(pooled);
+      this.#release(pooled);
+    });
     return this.#awaitResponse(stream, opts, signal).catch((err: unknown) => {
       // A refusal means this connection takes no new streams: none goes to it again.
       if (err instanceof HboneError && err.refused) pooled.usable = false;
@@ -197,8 +204,21 @@ export class HbonePool {
     }
   }
 
+  /** A stream closed by a reset (ours, or counted as if: the peer's are rare and retiring early is cheap). */
+  #countReset(pooled: PooledSession): void {
+    if (pooled.session.destroyed || !pooled.usable) return;
+    const left = pooled.resets.spend(Date.now());
+    if (!shouldRetire(left, this.#maxStreams)) return;
+    pooled.usable = false;
+    this.#opts.logger.info({ key: pooled.key, resetsLeft: left }, 'hbone connection retired: its streams were reset nearly as often as the peer allows');
+  }
+
   #release(pooled: PooledSession): void {
     pooled.active -= 1;
+    if (pooled.active === 0 && !pooled.usable && !pooled.session.closed && !pooled.session.destroyed) {
+      pooled.session.close();
+      return;
+    }
     if (pooled.active === 0 && pooled.usable) {
       clearTimeout(pooled.idleTimer);
       pooled.idleTimer = setTimeout(() => {
@@ -216,7 +236,7 @@ export class HbonePool {
     // Not half-open: a FIN from the peer ends the HTTP/2 connection (the TLS socket inherits this).
     raw.allowHalfOpen = false;
     const { tlsSocket, session } = await openClientConnection({ raw, svid, expected: new Set(key.dstIdentities), peer: key.nextHop, timeouts });
-    const pooled: PooledSession = { session, key: k, active: 0, usable: true, idleTimer: undefined };
+    const pooled: PooledSession = { session, key: k, active: 0, usable: true, idleTimer: undefined, resets: new ResetBudget(Date.now()) };
     const retire = (): void => {
       pooled.usable = false;
       clearTimeout(pooled.idleTimer);

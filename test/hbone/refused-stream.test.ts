@@ -2,15 +2,9 @@
 // unprocessed (REFUSED_STREAM). The client pool must try it again on a new connection instead of
 // resetting the pod's connection; anything else (a 503, a reset after processing) is not retried.
 import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { DEFAULT_TIMEOUTS } from '../../src/hbone/constants.js';
-import { HbonePool } from '../../src/hbone/pool.js';
 import { CertificateAuthority } from '../../src/identity/ca.js';
-import { CertManager } from '../../src/identity/cert-manager.js';
-import { EmbeddedCaSource } from '../../src/identity/source.js';
-import { PlainSocketFactory } from '../../src/proxy/sockets.js';
-import { quietLogger } from '../helpers/loopback.js';
+import { poolAgainst } from '../helpers/pool-peer.js';
 
 const CLIENT = 'spiffe://cluster.local/ns/app/sa/client';
 const SERVER = 'spiffe://cluster.local/ns/app/sa/echo';
@@ -29,19 +23,7 @@ t.test('a stream refused unprocessed is tried again on a new connection, once', 
     stream.on('error', () => undefined); // closing with an error code emits it here too
     behaviour(streams++, stream);
   });
-  await new Promise<void>((r) => server.listen(0, HOST, r));
-  const port = (server.address() as AddressInfo).port;
-  const certs = new CertManager(new EmbeddedCaSource(ca, 600_000), quietLogger());
-  const sockets = new PlainSocketFactory();
-  const pool = new HbonePool({ certs, dial: (d, s, sig) => sockets.connect(d, s, sig), logger: quietLogger(), timeouts: DEFAULT_TIMEOUTS });
-  t.teardown(async () => {
-    pool.destroy();
-    certs.close();
-    for (const s of connections) s.destroy();
-    await new Promise((r) => server.close(r));
-  });
-  const connect = (): Promise<http2.ClientHttp2Stream> =>
-    pool.connect({ key: { srcIdentity: CLIENT, dstIdentities: [SERVER], nextHop: { ip: HOST, port }, srcIp: undefined }, authority: '10.0.0.1:8080', headers: {} });
+  const { connect } = await poolAgainst(t, { ca, server, sessions: connections, host: HOST, client: CLIENT, serverIdentity: SERVER });
   const answer200 = (s: http2.ServerHttp2Stream): void => s.respond({ ':status': 200 });
 
   behaviour = (n, s) => (n === 0 ? s.close(http2.constants.NGHTTP2_REFUSED_STREAM) : answer200(s));
