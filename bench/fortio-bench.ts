@@ -11,12 +11,12 @@ import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { findPod, labDown, labNetns, labUp, readLabState, type LabState } from '../src/lab/lab.js';
+import { findPod, labDown, labNetns, labUp, readLabState } from '../src/lab/lab.js';
 import { probeInPod, startProbeServers } from '../src/lab/probe-runner.js';
 import { latencyChart } from './chart.js';
 import { SIDECAR_MAXCONN, startSidecars } from './sidecar.js';
 import { clientReusesTimeWait } from './lab-client.js';
-import { background, cpuSeconds, establishedTo, fortio, inPod, log, median, rssMb, runLabBench, sleep } from './lab-load.js';
+import { background, cpuSeconds, establishedTo, fortio, inPod, log, median, rssMb, runLabBench, setMesh, sleep } from './lab-load.js';
 
 const MANIFESTS = fileURLToPath(new URL('../../manifests/examples/demo/cluster.yaml', import.meta.url));
 const LOADGEN = fileURLToPath(new URL('../src/lab/loadgen.js', import.meta.url));
@@ -90,11 +90,6 @@ function iperf(mode: Mode, seconds: number, sameNode = false): number {
   const out = inPod('shop/client', 'iperf3', ['-c', host, '-p', String(port), '-t', String(seconds), '-J'], (seconds + 30) * 1000);
   const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
   return j.end.sum_received.bits_per_second / 1e9;
-}
-
-async function setMesh(state: LabState, on: boolean, original: string): Promise<void> {
-  writeFileSync(state.manifests, on ? original : original.replace('istio.io/dataplane-mode: ambient', 'istio.io/dataplane-mode: none'));
-  await sleep(1500);
 }
 
 async function main(): Promise<void> {

@@ -4,11 +4,17 @@ import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findPod, labDown } from '../src/lab/lab.js';
+import { findPod, labDown, type LabState } from '../src/lab/lab.js';
 
 export const log = (s: string): void => void process.stdout.write(`${s}\n`);
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+/** The demo's namespaces in the mesh (ambient) or out of it, by rewriting the lab's manifests; then a moment for the daemons to see it. */
+export async function setMesh(state: LabState, on: boolean, original: string): Promise<void> {
+  writeFileSync(state.manifests, on ? original : original.replace('istio.io/dataplane-mode: ambient', 'istio.io/dataplane-mode: none'));
+  await sleep(1500);
+}
 
 /** A command in a pod's network namespace; throws with its output when it fails. */
 export function inPod(pod: string, cmd: string, args: string[], timeoutMs: number): string {

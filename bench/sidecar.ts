@@ -14,11 +14,28 @@ export interface SidecarPorts {
   readonly forwards: readonly { readonly local: number; readonly remote: number; readonly app: number }[];
 }
 
-function issue(caDir: string, identity: string, out: string): string {
+/** An SVID's files: the certificate, its key, and both in one file (haproxy's crt). */
+export interface SvidFiles {
+  readonly cert: string;
+  readonly key: string;
+  readonly bundle: string;
+}
+
+function issue(caDir: string, identity: string, out: string): SvidFiles {
   execFileSync(process.execPath, [CLI, 'ca', 'issue', '--dir', caDir, '--identity', identity, '--out', out]);
-  const pem = join(`${out}-bundle.pem`);
-  execFileSync('sh', ['-c', `cat "${out}.pem" "${out}-key.pem" > "${pem}"`]);
-  return pem;
+  const files = { cert: `${out}.pem`, key: `${out}-key.pem`, bundle: `${out}-bundle.pem` };
+  execFileSync('sh', ['-c', `cat "${files.cert}" "${files.key}" > "${files.bundle}"`]);
+  return files;
+}
+
+/** The client's and the server's SVIDs for a proxy pair, and the root that both trust. */
+export function issuePairSvids(dir: string, caDir: string, client: LabPod, server: LabPod): { root: string; client: SvidFiles; server: SvidFiles } {
+  mkdirSync(dir, { recursive: true });
+  return {
+    root: join(caDir, 'root-cert.pem'),
+    client: issue(caDir, `spiffe://cluster.local/ns/${client.namespace}/sa/client`, join(dir, 'client')),
+    server: issue(caDir, `spiffe://cluster.local/ns/${server.namespace}/sa/cart`, join(dir, 'server')),
+  };
 }
 
 /**
@@ -30,10 +47,8 @@ export const SIDECAR_MAXCONN = 9500;
 
 /** Starts the pair; returns the client's and the server's haproxy process ids. */
 export function startSidecars(dir: string, caDir: string, client: LabPod, server: LabPod, ports: SidecarPorts): number[] {
-  mkdirSync(dir, { recursive: true });
-  const root = join(caDir, 'root-cert.pem');
-  const clientPem = issue(caDir, `spiffe://cluster.local/ns/${client.namespace}/sa/client`, join(dir, 'client'));
-  const serverPem = issue(caDir, `spiffe://cluster.local/ns/${server.namespace}/sa/cart`, join(dir, 'server'));
+  const svids = issuePairSvids(dir, caDir, client, server);
+  const [root, clientPem, serverPem] = [svids.root, svids.client.bundle, svids.server.bundle];
   const defaults = `global\n  maxconn ${SIDECAR_MAXCONN}\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n`;
   const clientCfg =
     defaults +
