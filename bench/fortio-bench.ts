@@ -16,7 +16,7 @@ import { probeInPod, startProbeServers } from '../src/lab/probe-runner.js';
 import { latencyChart } from './chart.js';
 import { SIDECAR_MAXCONN, startSidecars } from './sidecar.js';
 import { clientReusesTimeWait } from './lab-client.js';
-import { background, cpuSeconds, establishedTo, fortio, inPod, log, median, rssMb, runLabBench, setMesh, sleep } from './lab-load.js';
+import { background, cpuSeconds, establishedTo, fortio, inPod, IPERF_PORT, iperfStream, log, median, rssMb, runLabBench, setMesh, sleep } from './lab-load.js';
 
 const MANIFESTS = fileURLToPath(new URL('../../manifests/examples/demo/cluster.yaml', import.meta.url));
 const LOADGEN = fileURLToPath(new URL('../src/lab/loadgen.js', import.meta.url));
@@ -84,12 +84,8 @@ function connrate(mode: Mode, count: number, conc: number): ConnSample {
 
 /** One iperf3 stream from the client pod: to shop/cart-remote through each mode, or to shop/cart-local (same node). */
 function iperf(mode: Mode, seconds: number, sameNode = false): number {
-  const [host, port] = sameNode ? [LOCAL_SERVER_IP, 5201] : target(mode, 5201);
-  background(sameNode ? 'shop/cart-local' : 'shop/cart-remote', 'iperf3', ['-s', '-1', '-p', '5201']);
-  spawnSync('sleep', ['0.5']);
-  const out = inPod('shop/client', 'iperf3', ['-c', host, '-p', String(port), '-t', String(seconds), '-J'], (seconds + 30) * 1000);
-  const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
-  return j.end.sum_received.bits_per_second / 1e9;
+  const [host, port] = sameNode ? [LOCAL_SERVER_IP, IPERF_PORT] : target(mode, IPERF_PORT);
+  return iperfStream('shop/client', sameNode ? 'shop/cart-local' : 'shop/cart-remote', host, port, seconds).gbps;
 }
 
 async function main(): Promise<void> {

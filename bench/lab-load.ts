@@ -23,6 +23,18 @@ export function inPod(pod: string, cmd: string, args: string[], timeoutMs: numbe
   return r.stdout;
 }
 
+/** The port a one-off iperf3 server listens on in the server pod. */
+export const IPERF_PORT = 5201;
+
+/** One iperf3 stream of seconds from clientPod to host:port (a proxy's, or the server pod's IPERF_PORT), served by a one-off iperf3 in serverPod. */
+export function iperfStream(clientPod: string, serverPod: string, host: string, port: number, seconds: number): { gbps: number; bytes: number } {
+  background(serverPod, 'iperf3', ['-s', '-1', '-p', String(IPERF_PORT)]);
+  spawnSync('sleep', ['0.5']);
+  const out = inPod(clientPod, 'iperf3', ['-c', host, '-p', String(port), '-t', String(seconds), '-J'], (seconds + 30) * 1000);
+  const r = (JSON.parse(out) as { end: { sum_received: { bits_per_second: number; bytes: number } } }).end.sum_received;
+  return { gbps: r.bits_per_second / 1e9, bytes: r.bytes };
+}
+
 /** A long-running command in a pod, to wait for. */
 export function runInPod(pod: string, cmd: string, args: string[]): ChildProcess {
   return spawn('nsenter', [`--net=/run/netns/${findPod(pod).netns}`, cmd, ...args], { stdio: 'ignore' });

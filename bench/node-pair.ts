@@ -122,7 +122,8 @@ function into(proto: NodePairProtocol, serverIp: string, forwards: Forward[], cr
         maxSessionMemory: MAX_SESSION_MEMORY_MB,
         settings: { initialWindowSize: STREAM_WINDOW_BYTES, maxConcurrentStreams: 100_000, enablePush: false },
       })
-      .on('session', (s) => s.once('connect', () => s.setLocalWindowSize(CONNECTION_WINDOW_BYTES)))
+      // As the daemons' HBONE server does.
+      .on('session', (s) => s.setLocalWindowSize(CONNECTION_WINDOW_BYTES))
       .on('stream', (stream, headers) => {
         stream.on('error', () => undefined);
         const port = Number(String(headers[':authority']).split(':').at(-1));

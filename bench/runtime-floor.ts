@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { findPod, labDown, labNetns, labUp, readLabState } from '../src/lab/lab.js';
-import { background, cpuSeconds, fortio, fortioLoad, inPod, log, machine, median, runLabBench, setMesh, sleep, writeResults } from './lab-load.js';
+import { background, cpuSeconds, fortio, fortioLoad, IPERF_PORT, iperfStream, log, machine, median, runLabBench, setMesh, sleep, writeResults } from './lab-load.js';
 import { startNodePair } from './node-pair.js';
 import { startSidecars, type SidecarPorts } from './sidecar.js';
 
@@ -26,7 +26,7 @@ const SERVER_IP = '10.244.2.10';
 const MODES = ['no-mesh', 'ztunnel-ts', 'haproxy', 'node-tls', 'node-hbone'] as const;
 type Mode = (typeof MODES)[number];
 type Pair = Exclude<Mode, 'no-mesh' | 'ztunnel-ts'>;
-const APP_PORTS = { http: 8080, iperf: 5201 } as const;
+const APP_PORTS = { http: 8080, iperf: IPERF_PORT } as const;
 
 /** The client pod's local port of each pair for each app port, and the server pod's port it crosses to. */
 const PAIR_PORTS: Record<Pair, SidecarPorts> = {
@@ -62,18 +62,16 @@ function measure(mode: Mode, pids: number[], qps: number, seconds: number): Samp
   const cpuMsPer1000 = pids.length === 0 ? 0 : ((cpuOf(pids) - c0) * 1e6) / fixed.requests;
   const max = fortioLoad('shop/client', url, { qps: 0, conns: 64, seconds: 8 });
   const [ihost, iport] = target(mode, APP_PORTS.iperf);
-  background('shop/cart-remote', 'iperf3', ['-s', '-1', '-p', String(APP_PORTS.iperf)]);
-  spawnSync('sleep', ['0.5']);
   c0 = cpuOf(pids);
-  const j = JSON.parse(inPod('shop/client', 'iperf3', ['-c', ihost, '-p', String(iport), '-t', '5', '-J'], 40_000)) as { end: { sum_received: { bits_per_second: number; bytes: number } } };
-  const gib = j.end.sum_received.bytes / 2 ** 30;
+  const stream = iperfStream('shop/client', 'shop/cart-remote', ihost, iport, 5);
+  const gib = stream.bytes / 2 ** 30;
   return {
     errors: fixed.errors,
     p50: fixed.p50,
     p99: fixed.p99,
     cpuMsPer1000,
     maxQps: max.achievedQps,
-    gbps: j.end.sum_received.bits_per_second / 1e9,
+    gbps: stream.gbps,
     cpuSecondsPerGiB: pids.length === 0 ? 0 : (cpuOf(pids) - c0) / gib,
   };
 }
