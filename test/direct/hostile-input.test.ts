@@ -235,15 +235,19 @@ t.test('hostile input on 15008', async (t) => {
   });
 
   t.test('empty DATA frames flood on an open tunnel', async (t) => {
-    const { socket, frames, ended } = await rawSession();
+    const { socket, frames, ended, errors } = await rawSession();
     const block = Buffer.concat([literalIndexedName(2, 'CONNECT'), literalIndexedName(1, `${target}:8080`)]);
     socket.write(frame(FRAME.headers, END_HEADERS, 1, block));
     // HPACK 0x88 is ":status: 200" from the static table: the tunnel is open before the flood.
     await waitUntil(() => frames.some((f) => f.type === FRAME.headers && f.stream === 1), 5000);
     t.equal(frames.find((f) => f.type === FRAME.headers && f.stream === 1)?.payload[0], 0x88, 'the CONNECT was answered 200');
     const sent = await flood(socket, 100_000, () => frame(FRAME.data, 0, 1, Buffer.alloc(0)));
-    await Promise.race([ended, new Promise((r) => setTimeout(r, 2000))]);
-    t.ok(frames.some((f) => f.type === GOAWAY), `the daemon sent GOAWAY after ${sent} empty DATA frames`);
+    const closed = await Promise.race([ended.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 2000))]);
+    // As with the CONTINUATION flood: the daemon closes with the flood unread, so a RST can overtake its
+    // GOAWAY (seen once in CI: the flood stopped at 5464 frames and no GOAWAY was read).
+    const how = frames.some((f) => f.type === GOAWAY) ? 'GOAWAY' : errors.includes('ECONNRESET') ? 'reset' : closed ? 'closed' : 'not at all';
+    t.not(how, 'not at all', `the daemon cut the connection: ${how} (after ${sent} empty DATA frames were written)`);
+    t.ok(sent < 100_000, 'and closed the connection before the flood ended');
     socket.destroy();
     await check(t, 'empty DATA flood');
   });
